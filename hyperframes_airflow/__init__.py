@@ -12,6 +12,8 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "hyperframes-airflow",
         "name": "HyperFrames",
-        "description": "Render batches of personalised HyperFrames videos on AWS Lambda or locally.",
+        "description": (
+            "Render batches of personalised HyperFrames videos on AWS Lambda or locally."
+        ),
         "versions": [__version__],
     }

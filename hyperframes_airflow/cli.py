@@ -1,0 +1,226 @@
+"""`hyperframes-airflow`: check a batch before it reaches Airflow, and check this machine.
+
+hyperframes-airflow validate PROJECT_DIR BATCH [--strict-variables] [--format F] [--json]
+hyperframes-airflow estimate PROJECT_DIR BATCH [--width W --height H --fps F ...] [--json]
+hyperframes-airflow site-id PROJECT_DIR
+hyperframes-airflow doctor [--pool NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hyperframes_airflow.contract.batch import FORMAT_EXTENSIONS
+from hyperframes_airflow.contract.composition import Composition, frame_count
+from hyperframes_airflow.contract.config import InvalidConfigError, RenderConfig
+from hyperframes_airflow.contract.estimate import estimate_batch
+from hyperframes_airflow.contract.issues import Issue
+from hyperframes_airflow.contract.plan import BatchPlan, load_project, plan_batch
+
+FORMATS = tuple(FORMAT_EXTENSIONS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (FileNotFoundError, NotADirectoryError, InvalidConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hyperframes-airflow",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    validate = sub.add_parser(
+        "validate", help="check every row of a batch; exit 1 if it would not render"
+    )
+    _batch_args(validate)
+    validate.add_argument(
+        "--strict-variables",
+        action="store_true",
+        help="variables that do not match the composition are errors, not warnings",
+    )
+    validate.add_argument("--format", choices=FORMATS, default="mp4")
+    validate.add_argument("--json", action="store_true", help="print one JSON document")
+    validate.set_defaults(func=cmd_validate)
+
+    estimate = sub.add_parser("estimate", help="pre-flight Lambda cost estimate for a batch")
+    _batch_args(estimate)
+    estimate.add_argument("--width", type=int)
+    estimate.add_argument("--height", type=int)
+    estimate.add_argument("--fps", type=int)
+    estimate.add_argument("--format", choices=FORMATS, default="mp4")
+    estimate.add_argument("--memory-mb", type=int, default=10240)
+    estimate.add_argument("--json", action="store_true")
+    estimate.set_defaults(func=cmd_estimate)
+
+    site = sub.add_parser("site-id", help="print the siteId the Node SDK would compute")
+    site.add_argument("project_dir", type=Path)
+    site.set_defaults(func=cmd_site_id)
+
+    doctor = sub.add_parser("doctor", help="check the local render toolchain and the Airflow pool")
+    doctor.add_argument("--pool", default="hyperframes_renders")
+    doctor.add_argument("--skip-airflow", action="store_true", help="only check the renderer")
+    doctor.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def _batch_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("project_dir", type=Path, help="HyperFrames project (contains index.html)")
+    parser.add_argument("batch", type=Path, help="JSONL batch: one {outputKey, variables} per line")
+
+
+def _config_for(comp: Composition, args: argparse.Namespace) -> RenderConfig:
+    """Flags win; otherwise the composition's own size and fps (what the render would use)."""
+    return RenderConfig(
+        width=getattr(args, "width", None) or comp.width or 1920,
+        height=getattr(args, "height", None) or comp.height or 1080,
+        fps=getattr(args, "fps", None) or comp.fps or 30,
+        format=args.format,
+    )
+
+
+def _plan(args: argparse.Namespace, strict_variables: bool) -> tuple[BatchPlan, RenderConfig]:
+    composition, site_id = load_project(args.project_dir)
+    config = _config_for(composition, args)
+    with args.batch.open("rb") as handle:
+        plan = plan_batch(
+            handle,
+            config=config,
+            composition=composition,
+            site_id=site_id,
+            dag_id="cli",
+            run_id="validate",
+            strict_variables=strict_variables,
+        )
+    return plan, config
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    plan, _ = _plan(args, args.strict_variables)
+    valid = not plan.errors
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "valid": valid,
+                    "rows": plan.rows_parsed,
+                    "issues": [i.to_dict() for i in plan.issues],
+                }
+            )
+        )
+    else:
+        _print_issues(plan.issues)
+        verdict = "OK: the batch would render" if valid else "FAILED: the batch would not render"
+        print(
+            f"{verdict} ({plan.rows_parsed} row(s), {len(plan.rows)} renderable, "
+            f"{len(plan.errors)} error(s), {len(plan.warnings)} warning(s))"
+        )
+    return 0 if valid else 1
+
+
+def _print_issues(issues: list[Issue]) -> None:
+    for issue in issues:
+        where = f"line {issue.line}" if issue.line is not None else "batch"
+        field = f" [{issue.field}]" if issue.field else ""
+        print(f"{issue.severity.upper():7} {where}{field}: {issue.message}")
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    plan, config = _plan(args, False)
+    comp = plan.composition
+    if comp is None or not comp.duration_s:
+        print(
+            "error: the composition declares no duration (data-duration); cannot estimate",
+            file=sys.stderr,
+        )
+        return 2
+    frames = frame_count(comp.duration_s, config.fps)
+    est = estimate_batch(
+        rows=len(plan.rows),
+        total_frames=frames,
+        width=config.width,
+        height=config.height,
+        memory_mb=args.memory_mb,
+        chunk_size=config.chunk_size,
+        max_parallel_chunks=config.max_parallel_chunks,
+        target_chunk_frames=config.target_chunk_frames,
+    )
+    data: dict[str, Any] = est.model_dump(by_alias=True)
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    for key, value in data.items():
+        if key == "assumptions":
+            print("assumptions:")
+            for line in value:
+                print(f"  - {line}")
+        elif isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {value}")
+    if plan.errors:
+        print(
+            f"note: {len(plan.errors)} error(s) in the batch; invalid rows are not counted "
+            "(run `validate` for details)"
+        )
+    return 0
+
+
+def cmd_site_id(args: argparse.Namespace) -> int:
+    from hyperframes_airflow.contract.site import site_id
+
+    print(site_id(args.project_dir))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from hyperframes_airflow.backends.local_cli import find_toolchain
+
+    problems = list(find_toolchain().problems())
+    if not args.skip_airflow:
+        problems.extend(_pool_problems(args.pool))
+    if not problems:
+        print("OK: local renderer and Airflow pool are ready")
+        return 0
+    for what, fix in problems:
+        print(f"MISSING {what}\n   fix: {fix}")
+    return 1
+
+
+def _pool_problems(pool: str) -> list[tuple[str, str]]:
+    fix = f'airflow pools set {pool} 4 "HyperFrames renders" --include-deferred'
+    try:
+        from airflow.models import Pool
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            found = session.query(Pool).filter(Pool.pool == pool).one_or_none()
+    except Exception as exc:  # no DB configured or reachable: say so, with the fix
+        return [(f"Airflow metadata DB not reachable ({type(exc).__name__})", "airflow db migrate")]
+    if found is None:
+        return [(f"Airflow pool {pool!r} (render tasks would wait forever)", fix)]
+    if not found.include_deferred:
+        return [
+            (f"pool {pool!r} does not count deferred tasks, so it cannot cap running renders", fix)
+        ]
+    return []
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,254 @@
+"""The Step Functions execution a render is: its input document, its name, its ARN.
+
+The input is byte-for-byte what the Node SDK's `renderToLambda` sends (contract §3.1), so a stack
+deployed with `hyperframes lambda deploy` needs nothing extra. Names are deterministic (§3.2,
+DESIGN §4 "Exactly one render per row"): a retried task computes the same name, so
+StartExecution either returns the running execution or reports `ExecutionAlreadyExists`
+instead of starting a duplicate render.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "MAX_EXECUTION_NAME_LENGTH",
+    "MAX_INPUT_BYTES",
+    "ExecutionInputTooLarge",
+    "attempt_name",
+    "build_execution_input",
+    "check_input_size",
+    "default_output_key",
+    "encode_execution_input",
+    "execution_arn",
+    "execution_name",
+    "format_extension",
+    "input_digest",
+    "is_valid_execution_name",
+    "parse_s3_uri",
+    "render_digest",
+]
+
+#: `MAX_STEP_FUNCTIONS_INPUT_BYTES` (256 KiB); the Node check is a strict `>`, so this size passes.
+MAX_INPUT_BYTES = 262_144
+#: Step Functions execution names are 1-80 characters.
+MAX_EXECUTION_NAME_LENGTH = 80
+
+_FORMAT_EXTENSIONS: dict[str, str] = {
+    "mp4": ".mp4",
+    "mov": ".mov",
+    "webm": ".webm",
+    "png-sequence": "",
+}
+_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,80}", re.ASCII)
+_UNSAFE_RE = re.compile(r"[^A-Za-z0-9_-]+", re.ASCII)
+_HEX_RE = re.compile(r"[0-9a-f]{8,}", re.ASCII)
+# JS prints integral doubles below 1e21 without an exponent, exactly like a Python int.
+_JS_PLAIN_INTEGER_LIMIT = 1e21
+
+
+def format_extension(format: str) -> str:
+    """Output file extension per `formatExtension.ts`; png-sequence outputs have none."""
+    try:
+        return _FORMAT_EXTENSIONS[format]
+    except KeyError:
+        raise ValueError(
+            f"unknown format {format!r}; expected one of {', '.join(_FORMAT_EXTENSIONS)}"
+        ) from None
+
+
+def default_output_key(execution_name: str, format: str) -> str:
+    """The key the SDK writes to when no `outputKey` is given (expires after 7 days, §4.6)."""
+    return f"renders/{execution_name}/output{format_extension(format)}"
+
+
+def build_execution_input(
+    *,
+    project_s3_uri: str,
+    bucket: str,
+    execution_name: str,
+    output_key: str,
+    config: Mapping[str, Any],
+    plan_protocol: str = "v2",
+) -> dict[str, Any]:
+    """The StartExecution input, keys in the SDK's order (the order is part of the bytes).
+
+    `config` is the already-serialised wire Config (optional fields omitted, not None).
+    """
+    return {
+        "ProjectS3Uri": project_s3_uri,
+        "PlanOutputS3Prefix": f"s3://{bucket}/renders/{execution_name}/",
+        "OutputS3Uri": f"s3://{bucket}/{output_key}",
+        "Config": dict(config),
+        "PlanProtocol": plan_protocol,
+    }
+
+
+def _js_numbers(value: Any, path: str) -> Any:
+    """Copy `value` with integral floats as ints, so `30.0` is written `30` as JS would."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(
+                f"{path}: non-finite numbers (NaN / Infinity) are not JSON-serializable"
+            )
+        if value.is_integer() and abs(value) < _JS_PLAIN_INTEGER_LIMIT:
+            return int(value)
+        return value
+    if isinstance(value, Mapping):
+        return {k: _js_numbers(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_js_numbers(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def encode_execution_input(doc: Mapping[str, Any]) -> str:
+    """Serialise like `JSON.stringify`: compact, UTF-8 (not ASCII-escaped), integral floats as ints.
+
+    Lone surrogates are rejected: JS would escape them, Python cannot encode them, and either way
+    they are not text. Non-integral floats in exponent range (e.g. `1e-05`) may differ from JS by
+    a byte or two in spelling; the value parses identically.
+    """
+    text = json.dumps(
+        _js_numbers(doc, "input"), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            "execution input contains a lone UTF-16 surrogate, which is not valid text"
+        ) from exc
+    return text
+
+
+class ExecutionInputTooLarge(ValueError):
+    """The encoded input exceeds the Standard workflow limit; carries the byte count in `size`."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        super().__init__(
+            f"[validateConfig] config: Step Functions execution input is {size} bytes, which "
+            f"exceeds the {MAX_INPUT_BYTES}-byte (256 KiB) limit for Standard workflows. "
+            "Variables are for typed data (strings, numbers, structured records); media assets "
+            "(images, audio, video) should be passed as URL references the composition resolves "
+            "at render time, not inlined as base64. See "
+            "https://hyperframes.heygen.com/deploy/templates-on-lambda#working-with-large-variables"
+            " for the URL-your-assets convention."
+        )
+
+
+def check_input_size(encoded: str) -> None:
+    """Raise `ExecutionInputTooLarge` (Node's verbatim message) above 262144 UTF-8 bytes."""
+    size = len(encoded.encode("utf-8"))
+    if size > MAX_INPUT_BYTES:
+        raise ExecutionInputTooLarge(size)
+
+
+def input_digest(encoded: str) -> str:
+    """sha256 hex of the encoded input: identifies "the same render" across retries."""
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+def render_digest(
+    *,
+    project_s3_uri: str,
+    bucket: str,
+    output_key: str,
+    config: Mapping[str, Any],
+    plan_protocol: str = "v2",
+) -> str:
+    """Digest of everything in a render's input except its name.
+
+    The real input embeds the execution name (`PlanOutputS3Prefix`), so it cannot feed the name
+    it contains. This digests the same document with that field left out; use it as `digest`
+    for `execution_name`.
+    """
+    doc = build_execution_input(
+        project_s3_uri=project_s3_uri,
+        bucket=bucket,
+        execution_name="",
+        output_key=output_key,
+        config=config,
+        plan_protocol=plan_protocol,
+    )
+    del doc["PlanOutputS3Prefix"]
+    return input_digest(encode_execution_input(doc))
+
+
+def is_valid_execution_name(name: str) -> bool:
+    """1-80 chars of `[A-Za-z0-9_-]`: valid for Step Functions, CloudWatch and S3 keys."""
+    return _NAME_RE.fullmatch(name) is not None
+
+
+def _short_hash(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:n]
+
+
+def _attempt_suffix(attempt: int) -> str:
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise ValueError(f"attempt must be a positive integer; got {attempt!r}")
+    return "" if attempt == 1 else f"-a{attempt}"
+
+
+def execution_name(
+    *, dag_id: str, run_id: str, row_line: int, digest: str, attempt: int = 1
+) -> str:
+    """Deterministic name `hf-<dag>-<run10>-l<line>-<digest8>[-a<attempt>]`, at most 80 chars.
+
+    `<dag>` is the sanitised, truncated dag id (for humans); `<run10>` is 10 hex of
+    sha256(dag_id NUL run_id), which keeps names of different runs apart even when dag ids
+    sanitise or truncate alike. `<digest8>` comes from `render_digest`, so changing a row's input
+    changes its name. Room for `-a99` is always reserved, hence
+    `attempt_name(execution_name(..., attempt=1), n) == execution_name(..., attempt=n)` for n < 100.
+    """
+    if isinstance(row_line, bool) or not isinstance(row_line, int) or row_line < 0:
+        raise ValueError(f"row_line must be a non-negative integer; got {row_line!r}")
+    digest8 = digest.lower()[:8]
+    if _HEX_RE.fullmatch(digest.lower()) is None:
+        raise ValueError(f"digest must be at least 8 hex characters; got {digest!r}")
+    suffix = _attempt_suffix(attempt)
+    run_hash = _short_hash(f"{dag_id}\0{run_id}", 10)
+    tail = f"-{run_hash}-l{row_line}-{digest8}"
+    budget = MAX_EXECUTION_NAME_LENGTH - len("hf-") - len(tail) - max(len(suffix), len("-a99"))
+    dag = _UNSAFE_RE.sub("_", dag_id).strip("_-")[: max(budget, 0)].rstrip("_-")
+    name = f"hf-{dag}{tail}" if dag else f"hf{tail}"
+    name += suffix
+    if not is_valid_execution_name(name):
+        raise ValueError(f"cannot build an execution name within 80 characters: {name!r}")
+    return name
+
+
+def attempt_name(base_name: str, attempt: int) -> str:
+    """Name for the n-th start of a row whose first name is `base_name` (e.g. a JSONL name).
+
+    Attempt 1 keeps the name. Later attempts append `-a<n>`; when that would pass 80 chars the base
+    is cut and 8 hex of its sha256 inserted, so two long names sharing a prefix stay distinct.
+    """
+    suffix = _attempt_suffix(attempt)
+    if not suffix:
+        return base_name
+    if len(base_name) + len(suffix) <= MAX_EXECUTION_NAME_LENGTH:
+        return base_name + suffix
+    keep = MAX_EXECUTION_NAME_LENGTH - len(suffix) - 9
+    return f"{base_name[:keep]}-{_short_hash(base_name, 8)}{suffix}"
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """Execution ARN from a name, like the CLI's `executionArnFromName`; ARNs pass through."""
+    if name.startswith("arn:"):
+        return name
+    return state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split `s3://bucket/key` into `(bucket, key)`; the key may be empty (a bucket or prefix)."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"S3 URI has no bucket: {uri!r}")
+    return bucket, key

@@ -1,0 +1,1 @@
+"""Airflow operators: prepare the batch, deploy the site, render one row, collect the manifest."""

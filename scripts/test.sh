@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: install everything, lint, type-check, run pytest.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/bootstrap.sh"
+cd "$ROOT"
+echo "[test] ruff"; uv run --frozen ruff check . && uv run --frozen ruff format --check .
+echo "[test] mypy"; uv run --frozen mypy
+echo "[test] pytest"; uv run --frozen pytest "$@"

@@ -39,6 +39,10 @@ def render_batch(
     fail_on_row_failure: bool | str = True,
     render_timeout: timedelta = timedelta(minutes=30),
     render_retries: int = 0,
+    deferrable: bool = True,
+    stop_on_kill: bool = True,
+    poll_interval: float = 10.0,
+    progress_interval: float = 60.0,
     group_id: str = "render_batch",
 ) -> TaskGroup:
     """Build prepare -> deploy -> render (mapped) -> collect inside a TaskGroup and return it.
@@ -46,6 +50,8 @@ def render_batch(
     String arguments are templated (e.g. `batch="s3://b/digests/{{ ds }}.jsonl"`, or
     `dry_run="{{ params.dry_run }}"`). `pool` should be created with `include_deferred` so its
     slots cap running renders across DAG runs; `max_concurrent` caps one batch even without it.
+    Lambda renders are deferrable by default (the worker is freed while the render runs;
+    `stop_on_kill` stops a render whose task is marked failed, cleared or whose run fails).
     """
     if max_concurrent < 1:
         raise ValueError(f"max_concurrent must be >= 1; got {max_concurrent}")
@@ -73,6 +79,10 @@ def render_batch(
             force_rerender=force_rerender,
             render_timeout_s=render_timeout.total_seconds(),
             execution_timeout=render_timeout + timedelta(minutes=5),
+            deferrable=deferrable,
+            stop_on_kill=stop_on_kill,
+            poll_interval=poll_interval,
+            progress_interval=progress_interval,
             max_active_tis_per_dagrun=max_concurrent,
             map_index_template="{{ task.row['outputKey'] }}",
             retries=render_retries,

@@ -14,3 +14,27 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.setdefault("HYPERFRAMES_RENDERER_HOME", str(REPO / ".renderer"))
 (_HOME / "dags").mkdir()
+
+
+# Fixtures shared by the AWS tests and the DAG flows: one real moto server per session, started
+# only when a test asks for it (moto stands in for AWS: there is no AWS account here).
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.moto_stack import MotoStack  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def moto_stack() -> Iterator[MotoStack]:
+    """The server process (about 4 s to start, mostly moto's lazy imports), calls counted."""
+    with MotoStack(count_calls=True) as stack:
+        yield stack
+
+
+@pytest.fixture
+def hf_conn(moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch) -> MotoStack:
+    """`AIRFLOW_CONN_HYPERFRAMES_DEFAULT` pointing at the moto stack for this test."""
+    for key, value in moto_stack.airflow_conn_env().items():
+        monkeypatch.setenv(key, value)
+    return moto_stack

@@ -142,6 +142,9 @@ class LocalBackend:
                 timeout_s=timeout_s,
                 on_progress=on_progress,
                 on_start=on_start,
+                # Variables were checked against the schema in prepare_batch; mismatches are
+                # warnings unless the batch ran with strict_variables (then the row is invalid).
+                strict_variables=False,
             )
         except LocalRenderTimeout as exc:
             raise RenderFailed(

@@ -462,7 +462,7 @@ _MACHINE_PROGRESS = "@hf-progress "
 _FAIL = re.compile(r"^\s*\u2717\s+(.*?)\s*$")  # "✗  Render failed"
 _VARIABLE_ISSUE = re.compile(r'^\s*(Variable ".*)$')
 _RENDERED_IN = re.compile(r"rendered in ([\d.]+)s")
-_WARNING = re.compile(r"^\s*(Lint: .*|\[[a-z0-9_]+\] .*)$")
+_WARNING = re.compile(r"^\s+(Lint: .*|\[[a-z0-9_]+\] .*)$")  # the CLI indents its warnings
 _NOISE_PREFIXES = (
     "[",
     "@hf-",
@@ -542,7 +542,7 @@ def failure_message(lines: list[str], returncode: int | None) -> str:
     """The first meaningful line of a failed render's output, not the engine log."""
     issues = [m[1] for line in lines if (m := _VARIABLE_ISSUE.match(line))]
     fail_index = next((i for i in range(len(lines) - 1, -1, -1) if _FAIL.match(lines[i])), None)
-    if issues and fail_index is not None and "ariable" in lines[fail_index]:
+    if issues and fail_index is not None and "Variable validation failed" in lines[fail_index]:
         return _clip("; ".join(dict.fromkeys(issues)))
     if fail_index is not None:
         match = _FAIL.match(lines[fail_index])
@@ -811,6 +811,8 @@ def _pump(
         except (OSError, ValueError):
             pass
         finally:
+            with contextlib.suppress(OSError):
+                stdout.close()
             lines_q.put(_EOF)
 
     threading.Thread(target=reader, name=f"hf-render-{proc.pid}", daemon=True).start()

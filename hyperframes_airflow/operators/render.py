@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
+from airflow.providers.amazon.aws.links.step_function import StateMachineExecutionsDetailsLink
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferralTimeout
 
 from hyperframes_airflow.backends import make_backend
 from hyperframes_airflow.backends.base import RenderFailed, RenderJob
 from hyperframes_airflow.operators._coerce import as_bool
+from hyperframes_airflow.triggers.render import ROW_RESULT_KEY, HyperframesRenderTrigger
 
-#: XCom key every render pushes its manifest row under, on success and on failure.
-ROW_RESULT_KEY = "row_result"
+if TYPE_CHECKING:
+    from hyperframes_airflow.backends.lambda_ import LambdaBackend
+    from hyperframes_airflow.backends.local import LocalBackend
+
+#: XCom key holding the execution this try started or re-attached to (name, ARN, attempt).
+EXECUTION_KEY = "execution"
 
 
 class HyperframesRenderOperator(BaseOperator):
@@ -23,9 +31,15 @@ class HyperframesRenderOperator(BaseOperator):
     field: it carries the row's variables, which are personal data and must not show up in the
     UI's rendered-template view. The result (and, on failure, the error) is pushed to XCom under
     `row_result` so `collect_manifest` can report every row, including failed ones.
+
+    Lambda: starts (or re-attaches to) the row's execution under a deterministic name, persists
+    a console link, then defers; the trigger ends the task with the result. A retry after a
+    crash re-attaches instead of starting a second render; a failed execution is started again
+    under the next attempt name. Local: renders on this worker, in its own process group.
     """
 
     template_fields: Sequence[str] = ("local_root", "force_rerender")
+    operator_extra_links = (StateMachineExecutionsDetailsLink(),)
     ui_color = "#e6f4ea"
 
     def __init__(
@@ -36,8 +50,11 @@ class HyperframesRenderOperator(BaseOperator):
         conn_id: str = "hyperframes_default",
         local_root: str | None = None,
         force_rerender: bool | str = False,
-        render_timeout_s: float | None = 1800.0,
+        render_timeout_s: float | None = 3600.0,
         stop_on_kill: bool = True,
+        deferrable: bool = True,
+        poll_interval: float = 10.0,
+        progress_interval: float = 60.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -48,7 +65,11 @@ class HyperframesRenderOperator(BaseOperator):
         self.force_rerender = force_rerender
         self.render_timeout_s = render_timeout_s
         self.stop_on_kill = stop_on_kill
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.progress_interval = progress_interval
         self._pid: int | None = None
+        self._execution_arn: str | None = None
 
     def _job(self, context: Context) -> RenderJob:
         row = self.row
@@ -65,12 +86,144 @@ class HyperframesRenderOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         job = self._job(context)
-        backend = make_backend(self.backend, local_root=self.local_root, conn_id=self.conn_id)
-        if backend.kind != "local":  # pragma: no cover - the Lambda path lands with its backend
-            raise NotImplementedError(f"backend {backend.kind!r} is not available yet")
-        from hyperframes_airflow.backends.local import LocalBackend
+        if self.backend == "local":
+            from hyperframes_airflow.backends.local import LocalBackend
 
-        assert isinstance(backend, LocalBackend)
+            local = make_backend("local", local_root=self.local_root)
+            assert isinstance(local, LocalBackend)
+            return self._execute_local(context, local, job)
+        return self._execute_lambda(context, self._lambda(), job)
+
+    def _lambda(self) -> LambdaBackend:
+        from hyperframes_airflow.backends.lambda_ import LambdaBackend
+
+        backend = make_backend(self.backend, conn_id=self.conn_id)
+        if not isinstance(backend, LambdaBackend):
+            raise ValueError(f"backend {self.backend!r} has no Step Functions executions")
+        return backend
+
+    # -- Lambda ---------------------------------------------------------------------------------
+
+    def _execute_lambda(
+        self, context: Context, backend: LambdaBackend, job: RenderJob
+    ) -> dict[str, Any]:
+        force = as_bool(self.force_rerender, name="force_rerender")
+        outcome = backend.ensure_started(job, force_rerender=force)
+        execution = {
+            "line": job.input_line,
+            "outputKey": job.output_key,
+            "outputUri": backend.output_uri(job.output_key),
+            "executionName": outcome.execution_name,
+            "executionArn": outcome.execution_arn,
+            "attempt": outcome.attempt,
+        }
+        context["ti"].xcom_push(key=EXECUTION_KEY, value=execution)
+        StateMachineExecutionsDetailsLink.persist(
+            context=context,
+            operator=self,
+            region_name=backend.region,
+            aws_partition=outcome.execution_arn.split(":")[1],
+            execution_arn=outcome.execution_arn,
+        )
+        if outcome.already_succeeded:
+            self.log.info(
+                "Row %d (%s) already rendered by %s with this exact input; returning that result "
+                "(set force_rerender to render again)",
+                job.input_line,
+                job.output_key,
+                outcome.execution_arn,
+            )
+            return self._finish(context, backend.completed_row(execution))
+        verb = "Started" if outcome.started else "Re-attached to"
+        self.log.info(
+            "%s %s for row %d -> %s",
+            verb,
+            outcome.execution_arn,
+            job.input_line,
+            execution["outputUri"],
+        )
+        if not self.deferrable:
+            self._execution_arn = outcome.execution_arn
+            return self._wait_on_worker(context, backend, execution)
+        self.defer(
+            trigger=HyperframesRenderTrigger(
+                execution_arn=outcome.execution_arn,
+                state_machine_arn=backend.state_machine_arn,
+                job=execution,
+                aws_conn_id=self.conn_id,
+                region_name=backend.region,
+                memory_mb=backend.lambda_memory_mb,
+                poll_interval=self.poll_interval,
+                progress_interval=self.progress_interval,
+                stop_on_kill=self.stop_on_kill,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.render_timeout_s) if self.render_timeout_s else None,
+        )
+
+    def _wait_on_worker(
+        self, context: Context, backend: LambdaBackend, execution: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Non-deferrable mode: poll from the worker (holds a worker slot; on_kill stops it)."""
+        deadline = time.monotonic() + (self.render_timeout_s or float("inf"))
+        while backend.status(execution["executionArn"]) == "RUNNING":
+            if time.monotonic() > deadline:
+                backend.stop(execution["executionArn"], cause="render_timeout_s exceeded")
+                break
+            time.sleep(self.poll_interval)
+        self._execution_arn = None
+        return self._conclude(context, backend.completed_row(execution))
+
+    def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Resume after the trigger: normally the trigger ends the task itself, so this runs
+        only when `dag.test()` replays an end event (payload `"success"`/`"failed"`) or when
+        the trigger was asked not to end the task."""
+        if isinstance(event, dict) and "status" in event:
+            return self._conclude(context, event)
+        execution = context["ti"].xcom_pull(
+            task_ids=self.task_id, key=EXECUTION_KEY, map_indexes=context["ti"].map_index
+        )
+        return self._conclude(context, self._lambda().completed_row(execution))
+
+    def resume_execution(
+        self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
+    ) -> Any:
+        """A deferral timeout fails the task before any method of ours runs: stop the render
+        here so it does not outlive its task, and record the row as timed out."""
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except TaskDeferralTimeout:
+            execution = context["ti"].xcom_pull(
+                task_ids=self.task_id, key=EXECUTION_KEY, map_indexes=context["ti"].map_index
+            )
+            if execution:
+                backend = self._lambda()
+                backend.stop(
+                    execution["executionArn"], cause="Airflow deferral timeout (render_timeout_s)"
+                )
+                row = backend.completed_row(execution)
+                row.update(
+                    status="timed-out",
+                    error="TIMEOUT",
+                    cause=f"render did not finish within {self.render_timeout_s} s",
+                )
+                context["ti"].xcom_push(key=ROW_RESULT_KEY, value=row)
+            raise
+
+    def _conclude(self, context: Context, row: dict[str, Any]) -> dict[str, Any]:
+        context["ti"].xcom_push(key=ROW_RESULT_KEY, value=row)
+        if row["status"] != "succeeded":
+            raise AirflowFailException(
+                f"Row {row.get('inputLine')} ({row.get('outputKey')}) {row['status']}: "
+                f"{row.get('error')}: {row.get('cause')}"
+            )
+        return row
+
+    # -- local ----------------------------------------------------------------------------------
+
+    def _execute_local(
+        self, context: Context, backend: LocalBackend, job: RenderJob
+    ) -> dict[str, Any]:
         force = as_bool(self.force_rerender, name="force_rerender")
         previous = None if force else backend.previous_result(job)
         if previous is not None:
@@ -115,9 +268,14 @@ class HyperframesRenderOperator(BaseOperator):
         self._pid = pid
 
     def on_kill(self) -> None:
-        """Stop the render when the task is killed (mark failed, clear, timeout)."""
-        if self._pid is not None and self.stop_on_kill:
+        """Stop the render when the task is killed while running on a worker."""
+        if not self.stop_on_kill:
+            return
+        if self._pid is not None:
             self.log.info("Task killed: stopping render process group %d", self._pid)
             from hyperframes_airflow.backends.local import LocalBackend
 
             LocalBackend.stop(self._pid)
+        if self._execution_arn is not None:
+            self.log.info("Task killed: stopping %s", self._execution_arn)
+            self._lambda().stop(self._execution_arn, cause="Airflow task killed")

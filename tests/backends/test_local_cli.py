@@ -413,7 +413,7 @@ def test_timeout_kills_the_whole_tree(toolchain: Toolchain, tmp_path: Path) -> N
 def test_kill_process_group_from_another_thread_stops_render(
     toolchain: Toolchain, tmp_path: Path
 ) -> None:
-    """What an Airflow `on_kill` does: kill by the pid `on_start` reported, mid-capture."""
+    """What an Airflow `on_kill` does: kill by the pid `on_start` reported, once Chrome is up."""
     project = _long_template(tmp_path)
     watcher = TreeWatcher()
     errors: list[BaseException] = []

@@ -1,0 +1,1 @@
+"""Airflow hooks for HyperFrames render stacks (thin layers over the Amazon provider's hooks)."""

@@ -1,0 +1,1 @@
+"""Triggers: wait for renders in the triggerer, without holding a worker."""

@@ -1,0 +1,141 @@
+"""The whole batch flow through real Airflow (`dag.test()`) against a real moto server.
+
+moto stands in for the HyperFrames Lambda stack (no AWS account here): its state machine mimics
+the HyperFrames topology and lets each row's variables choose its fate (tests/moto_stack.py).
+The trigger runs inline under dag.test(); its aiobotocore client talks HTTP to moto.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.airflow_helpers import run_dag, ti_states
+from tests.conftest import REPO
+from tests.moto_stack import MotoStack
+
+TEMPLATE = REPO / "examples" / "templates" / "welcome"
+
+
+def _dag(dag_id: str, batch: str, **options: Any) -> Any:
+    from airflow.sdk import DAG
+
+    from hyperframes_airflow.batch import render_batch
+    from hyperframes_airflow.contract.config import RenderConfig
+
+    with DAG(dag_id=dag_id, schedule=None, catchup=False) as dag:
+        render_batch(
+            project_dir=str(TEMPLATE),
+            batch=batch,
+            config=RenderConfig(width=640, height=360, fps=30),
+            backend="lambda",
+            poll_interval=0.3,
+            **options,
+        )
+    return dag
+
+
+def _put_batch(stack: MotoStack, key: str, rows: list[dict[str, Any] | str]) -> str:
+    body = "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows)
+    stack.boto3_client("s3").put_object(Bucket=stack.bucket, Key=key, Body=body.encode())
+    return f"s3://{stack.bucket}/{key}"
+
+
+def _manifest(stack: MotoStack, dag_id: str) -> dict[str, Any]:
+    s3 = stack.boto3_client("s3")
+    listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"manifests/{dag_id}/")
+    keys = [o["Key"] for o in listed.get("Contents", [])]
+    assert len(keys) == 1, keys
+    data: dict[str, Any] = json.loads(
+        s3.get_object(Bucket=stack.bucket, Key=keys[0])["Body"].read()
+    )
+    return data
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_each_row_gets_its_own_fate_and_the_manifest_tells_all(hf_conn: MotoStack) -> None:
+    stack = hf_conn
+    batch = _put_batch(
+        stack,
+        "batches/mixed.jsonl",
+        [
+            {"outputKey": "out/ok.mp4", "variables": {"title": "Hi Ada"}},
+            {"outputKey": "out/slow.mp4", "variables": {"hfTestSeconds": 2}},
+            {"outputKey": "out/boom.mp4", "variables": {"hfTestFate": "fail"}},
+            {"outputKey": "sites/nope.mp4"},
+        ],
+    )
+    stack.reset_calls()
+    run = run_dag(_dag("hf_lambda_mixed", batch, strict=False))
+
+    assert str(run.state) == "failed"  # a row failed, so the run says so
+    manifest = _manifest(stack, "hf_lambda_mixed")
+    rows = {r["inputLine"]: r for r in manifest["rows"]}
+    assert [rows[i]["status"] for i in (1, 2, 3, 4)] == [
+        "succeeded",
+        "succeeded",
+        "failed",
+        "invalid",
+    ]
+    assert rows[1]["outputUri"] == f"s3://{stack.bucket}/out/ok.mp4"
+    assert rows[1]["frames"] == 60 and rows[1]["bytes"] == 4096
+    assert rows[1]["executionArn"].endswith(":" + rows[1]["executionName"])
+    assert rows[3]["error"] == "FONT_FETCH_FAILED"
+    assert manifest["siteId"] and manifest["estimate"]["rows"] == 3
+    assert "Hi Ada" not in json.dumps(manifest)  # variables are personal data
+
+    # The exact Node input went on the wire, with the site deployed once.
+    sfn = stack.boto3_client("stepfunctions")
+    described = sfn.describe_execution(executionArn=rows[1]["executionArn"])
+    sent = json.loads(described["input"])
+    assert list(sent) == [
+        "ProjectS3Uri",
+        "PlanOutputS3Prefix",
+        "OutputS3Uri",
+        "Config",
+        "PlanProtocol",
+    ]
+    assert sent["ProjectS3Uri"] == f"s3://{stack.bucket}/sites/{manifest['siteId']}/project.tar.gz"
+    assert sent["Config"] == {
+        "fps": 30,
+        "width": 640,
+        "height": 360,
+        "format": "mp4",
+        "runtimeCap": "lambda",
+        "variables": {"title": "Hi Ada"},
+    }
+    assert described["input"] == json.dumps(sent, separators=(",", ":"), ensure_ascii=False)
+    calls = stack.calls()
+    assert calls["s3:PutObject"] == 2  # the site tarball and the manifest
+    assert calls["states:StartExecution"] == 3  # one per valid row, none for the invalid one
+    states = ti_states(run)
+    assert states[("render_batch.render", 0)] == "success"
+    assert states[("render_batch.render", 2)] == "failed"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_dry_run_and_cost_gate_start_nothing(hf_conn: MotoStack) -> None:
+    stack = hf_conn
+    batch = _put_batch(stack, "batches/two.jsonl", [{"outputKey": "a.mp4"}, {"outputKey": "b.mp4"}])
+    stack.reset_calls()
+    dry = run_dag(_dag("hf_lambda_dry", batch, dry_run=True))
+    assert str(dry.state) == "success"
+    assert [r["status"] for r in _manifest(stack, "hf_lambda_dry")["rows"]] == ["would-invoke"] * 2
+
+    gated = run_dag(_dag("hf_lambda_gate", batch, max_cost_usd=0.0001))
+    assert str(gated.state) == "failed"
+    manifest = _manifest(stack, "hf_lambda_gate")
+    gate = [p for p in manifest["problems"] if p["field"] == "max_cost_usd"]
+    assert gate and "confirm_cost" in gate[0]["message"] and "$0.0001" in gate[0]["message"]
+    assert [r["status"] for r in manifest["rows"]] == ["skipped", "skipped"]
+    calls = stack.calls()
+    assert calls["states:StartExecution"] == 0
+    assert calls["s3:PutObject"] == 2  # the two manifests, no site
+
+    confirmed = run_dag(_dag("hf_lambda_confirmed", batch, max_cost_usd=0.0001, confirm_cost=True))
+    assert str(confirmed.state) == "success"
+    assert manifest["estimate"]["totalUsd"] > 0.0001

@@ -1,0 +1,637 @@
+"""A real Airflow 3.3 stack (api-server, scheduler, dag-processor, triggerer; SQLite,
+LocalExecutor) for the tests and benchmarks that `dag.test()` cannot answer: pool caps,
+`on_kill` on mark-failed, retries, throughput.
+
+`dag.test()` runs tasks one by one in-process, ignores pools and never kills a task, so those
+behaviours need the real components talking over the Execution API. Usage:
+
+    with AirflowStack(tmp_path / "home", DAGS) as stack:
+        stack.create_pool("hyperframes_renders", 2)
+        stack.wait_for_dag("hf_stack_local"); stack.unpause("hf_stack_local")
+        run_id = stack.trigger("hf_stack_local", {"batch": "/x/rows.jsonl"})
+        assert stack.wait_for_run("hf_stack_local", run_id, timeout=300) == "success"
+
+Everything the stack writes goes under `home` (config, SQLite DB, Airflow task logs, one log
+file per component in `home/stack-logs/`); renders still use the system temp dir for their
+private 0700 scratch directories (a deep TMPDIR would overflow Chrome's socket path limit).
+Every process the stack starts carries an environment cookie (`HYPERFRAMES_AIRFLOW_STACK_ID`),
+so `stop()` finds and kills everything it spawned, including task processes (their own process
+groups) and renders' Chrome (its own session), not just the four process groups it launched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+STACK_COOKIE = "HYPERFRAMES_AIRFLOW_STACK_ID"
+"""Environment variable inherited by every process the stack spawns (found again in /proc)."""
+
+COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+_HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+
+class StackError(RuntimeError):
+    """The stack did not start, a component died, or the API answered with an error."""
+
+
+@dataclass(frozen=True)
+class TaskInstanceInfo:
+    """The fields of a task instance the tests look at (the full API document is in `raw`)."""
+
+    task_id: str
+    map_index: int
+    state: str | None
+    try_number: int
+    start_date: datetime | None
+    end_date: datetime | None
+    rendered_map_index: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, doc: Mapping[str, Any]) -> TaskInstanceInfo:
+        return cls(
+            task_id=str(doc["task_id"]),
+            map_index=int(doc.get("map_index", -1)),
+            state=doc.get("state"),
+            try_number=int(doc.get("try_number") or 0),
+            start_date=parse_time(doc.get("start_date")),
+            end_date=parse_time(doc.get("end_date")),
+            rendered_map_index=doc.get("rendered_map_index"),
+            raw=dict(doc),
+        )
+
+
+def parse_time(value: Any) -> datetime | None:
+    """The API's ISO timestamps (`...Z` or `+00:00`) as aware datetimes."""
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (other stacks may run in parallel)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def airflow_binary() -> Path:
+    """The venv's `airflow`: the editable install makes `hyperframes_airflow` importable in
+    every component and task without PYTHONPATH."""
+    return Path(sys.executable).parent / "airflow"
+
+
+class AirflowStack:
+    """Start, drive (over REST) and stop a real Airflow stack rooted at `home`.
+
+    Ports are picked free, so several stacks can run at once. `env` is applied last and may
+    override any setting (e.g. `AIRFLOW__CORE__PARALLELISM`). `startup_seconds` records how long
+    `db migrate` and the wait for health took.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        dags_folder: Path,
+        env: Mapping[str, str] | None = None,
+        parallelism: int = 8,
+        *,
+        startup_timeout_s: float = 240.0,
+        stop_timeout_s: float = 20.0,
+    ) -> None:
+        self.home = Path(home).resolve()
+        self.dags_folder = Path(dags_folder).resolve()
+        self.parallelism = parallelism
+        self.startup_timeout_s = startup_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.stack_id = secrets.token_hex(8)
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.logs_dir = self.home / "stack-logs"
+        self.env = self._build_env(env or {})
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.startup_seconds: dict[str, float] = {}
+        self.leftovers: list[int] = []
+        self.stop_seconds: float | None = None
+        """Processes still alive after `stop()` gave up (should always be empty)."""
+        self._client: httpx.Client | None = None
+        self._token: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> AirflowStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _build_env(self, extra: Mapping[str, str]) -> dict[str, str]:
+        # The parent (e.g. pytest's conftest) may carry its own Airflow settings: drop them all.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env.update(
+            {
+                STACK_COOKIE: self.stack_id,
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+                # Workers and the UI must reach *this* api-server, not the default :8080.
+                "AIRFLOW__API__BASE_URL": self.base_url,
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+                # Log servers listen too: free ports so parallel stacks do not collide.
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                # New DAG files are seen within seconds.
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+                # DAG files live in the repo: no __pycache__ written next to them.
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(extra)
+        return env
+
+    def start(self) -> None:
+        """Migrate the DB, start the four components, wait until the API reports all healthy."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        self._check_imports()
+        migrate_log = self.logs_dir / "db-migrate.log"
+        with migrate_log.open("wb") as out:
+            done = subprocess.run(
+                [str(airflow_binary()), "db", "migrate"],
+                env=self.env,
+                cwd=self.home,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                timeout=self.startup_timeout_s,
+                check=False,
+            )
+        if done.returncode != 0:
+            raise StackError(f"airflow db migrate failed:\n{_tail(migrate_log)}")
+        t_migrated = time.monotonic()
+        self.startup_seconds["db_migrate"] = round(t_migrated - t0, 1)
+        for name in COMPONENTS:
+            argv = [str(airflow_binary()), name]
+            if name == "api-server":
+                argv += ["--host", "127.0.0.1", "--port", str(self.port)]
+            log = (self.logs_dir / f"{name}.log").open("ab")
+            try:
+                self.procs[name] = subprocess.Popen(
+                    argv,
+                    env=self.env,
+                    cwd=self.home,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own session: one killpg reaches its children
+                )
+            finally:
+                log.close()
+        self._wait_healthy(deadline=t0 + self.startup_timeout_s)
+        t_healthy = time.monotonic()
+        self.startup_seconds["components_healthy"] = round(t_healthy - t_migrated, 1)
+        self.startup_seconds["total"] = round(t_healthy - t0, 1)
+
+    def _check_imports(self) -> None:
+        """Fail fast if the components could not import our package (the triggerer must)."""
+        probe = subprocess.run(
+            [sys.executable, "-c", "import hyperframes_airflow"],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if probe.returncode != 0:
+            raise StackError(f"hyperframes_airflow is not importable: {probe.stderr[-2000:]}")
+
+    def _wait_healthy(self, deadline: float) -> None:
+        last: Any = None
+        while time.monotonic() < deadline:
+            self._raise_if_died()
+            try:
+                resp = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=5)
+                if resp.status_code == 200:
+                    last = resp.json()
+                    if all((last.get(k) or {}).get("status") == "healthy" for k in _HEALTH_KEYS):
+                        return
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.5)
+        raise StackError(f"stack not healthy after {self.startup_timeout_s:g} s: {last}")
+
+    def _raise_if_died(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise StackError(
+                    f"{name} exited with code {proc.returncode}:\n"
+                    f"{_tail(self.logs_dir / f'{name}.log')}"
+                )
+
+    def stop(self) -> None:
+        """Terminate every process the stack started, however deep, and reap the components.
+
+        SIGTERM goes at once to the components' process groups *and* to every other process
+        carrying the stack's cookie or session: task processes (own process groups; SIGTERM
+        runs the operator's `on_kill`), render CLIs and Chrome (own sessions). Signalling only
+        the components is not enough: the scheduler's LocalExecutor waits for running tasks
+        before it exits. Whatever is still alive after `stop_timeout_s` gets SIGKILL.
+        """
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        t0 = time.monotonic()
+        self._signal_all(signal.SIGTERM)
+        deadline = t0 + self.stop_timeout_s
+        while time.monotonic() < deadline and (self.processes() or self._components_alive()):
+            time.sleep(0.2)
+        for _ in range(3):
+            if not (self.processes() or self._components_alive()):
+                break
+            self._signal_all(signal.SIGKILL)
+            until = time.monotonic() + 3.0
+            while time.monotonic() < until and self.processes():
+                time.sleep(0.1)
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        self.leftovers = self.processes()
+        self.stop_seconds = round(time.monotonic() - t0, 1)
+
+    def _components_alive(self) -> bool:
+        return any(p.poll() is None for p in self.procs.values())
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, sig)
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+    def processes(self) -> list[int]:
+        """Live processes belonging to this stack: in a component's session or carrying the
+        cookie (Chrome and the render CLI start their own sessions but inherit the env)."""
+        sessions = {p.pid for p in self.procs.values()}
+        needle = f"{STACK_COOKIE}={self.stack_id}".encode()
+        me = os.getpid()
+        found: list[int] = []
+        for pid in _pids():
+            if pid == me:
+                continue
+            stat = _stat(pid)
+            if stat is None or stat[0] in ("Z", "X"):
+                continue
+            if stat[1] in sessions:
+                found.append(pid)
+                continue
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if needle in environ.split(b"\0"):
+                found.append(pid)
+        return found
+
+    def log_tail(self, component: str, lines: int = 60) -> str:
+        """The end of a component's log, for assertion messages."""
+        return _tail(self.logs_dir / f"{component}.log", lines)
+
+    # -- REST ------------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.base_url, timeout=30)
+        return self._client
+
+    def _auth(self, refresh: bool = False) -> dict[str, str]:
+        if self._token is None or refresh:
+            resp = self.client.get("/auth/token")  # all-admins mode: no credentials needed
+            if resp.status_code not in (200, 201):
+                raise StackError(f"GET /auth/token -> {resp.status_code}: {resp.text[:300]}")
+            self._token = str(resp.json()["access_token"])
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        ok: Sequence[int] = (200, 201, 204),
+    ) -> Any:
+        """One authenticated call; returns the decoded JSON (None when empty)."""
+        resp = self.client.request(
+            method, path, json=json_body, params=params, headers=self._auth()
+        )
+        if resp.status_code == 401:
+            resp = self.client.request(
+                method, path, json=json_body, params=params, headers=self._auth(refresh=True)
+            )
+        if resp.status_code not in ok:
+            raise StackError(f"{method} {path} -> {resp.status_code}: {resp.text[:1000]}")
+        return resp.json() if resp.content else None
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until the dag-processor has parsed and serialized `dag_id`; surface import
+        errors instead of timing out silently."""
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = self.client.get(f"/api/v2/dags/{_q(dag_id)}", headers=self._auth())
+            if resp.status_code == 200:
+                dag: dict[str, Any] = resp.json()
+                return dag
+            if time.monotonic() >= deadline:
+                errors = self.api("GET", "/api/v2/importErrors").get("import_errors", [])
+                raise StackError(f"DAG {dag_id!r} not parsed within {timeout:g} s: {errors}")
+            time.sleep(1.0)
+
+    def unpause(self, dag_id: str) -> None:
+        self.api("PATCH", f"/api/v2/dags/{_q(dag_id)}", json_body={"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
+        """Start a manual run with `conf` (overrides the DAG's params); returns its run id."""
+        run = self.api(
+            "POST",
+            f"/api/v2/dags/{_q(dag_id)}/dagRuns",
+            json_body={"logical_date": None, "conf": dict(conf or {})},
+        )
+        return str(run["dag_run_id"])
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        run: dict[str, Any] = self.api("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}")
+        return run
+
+    def wait_for_run(
+        self, dag_id: str, run_id: str, timeout: float = 300.0, poll_s: float = 1.0
+    ) -> str:
+        """Block until the run is success or failed; returns that state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = str(self.dag_run(dag_id, run_id)["state"])
+            if state in TERMINAL_RUN_STATES:
+                return state
+            if time.monotonic() >= deadline:
+                raise StackError(f"run {run_id} still {state} after {timeout:g} s")
+            self._raise_if_died()
+            time.sleep(poll_s)
+
+    def task_instances(
+        self, dag_id: str, run_id: str, task_id: str | None = None
+    ) -> list[TaskInstanceInfo]:
+        """Every task instance of the run, mapped ones included (one per map index)."""
+        out: list[TaskInstanceInfo] = []
+        offset = 0
+        while True:
+            params: dict[str, Any] = {"limit": 100, "offset": offset}
+            if task_id is not None:
+                params["task_id"] = task_id
+            page = self.api(
+                "GET",
+                f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances",
+                params=params,
+            )
+            items = page.get("task_instances", [])
+            out.extend(TaskInstanceInfo.from_api(doc) for doc in items)
+            offset += len(items)
+            if not items or offset >= int(page.get("total_entries", 0)):
+                break
+        if task_id is not None:  # the filter is a pattern on some versions: make it exact
+            out = [ti for ti in out if ti.task_id == task_id]
+        return sorted(out, key=lambda ti: (ti.task_id, ti.map_index))
+
+    def patch_task_instance_state(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        state: str,
+        map_index: int | None = None,
+    ) -> Any:
+        """What "Mark failed/success" in the UI does."""
+        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}"
+        if map_index is not None and map_index >= 0:
+            path += f"/{map_index}"
+        return self.api("PATCH", path, json_body={"new_state": state})
+
+    def patch_dag_run_state(self, dag_id: str, run_id: str, state: str) -> Any:
+        return self.api(
+            "PATCH",
+            f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}",
+            json_body={"state": state},
+        )
+
+    def clear_task_instances(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_ids: Sequence[str | tuple[str, int]],
+        *,
+        only_failed: bool = False,
+        include_downstream: bool = False,
+    ) -> Any:
+        """Clear tasks (a `(task_id, map_index)` pair picks one mapped instance) so they run
+        again; a running one is killed first, which is what fires `on_kill`."""
+        body = {
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": [t if isinstance(t, str) else [t[0], t[1]] for t in task_ids],
+            "only_failed": only_failed,
+            "include_downstream": include_downstream,
+            "reset_dag_runs": True,
+        }
+        return self.api("POST", f"/api/v2/dags/{_q(dag_id)}/clearTaskInstances", json_body=body)
+
+    def create_pool(
+        self, name: str, slots: int, include_deferred: bool = True, description: str = ""
+    ) -> dict[str, Any]:
+        """Create (or resize) a pool; `include_deferred` makes deferred tasks hold their slot."""
+        body = {
+            "name": name,
+            "slots": slots,
+            "description": description or f"{name} (test stack)",
+            "include_deferred": include_deferred,
+        }
+        resp = self.client.post("/api/v2/pools", json=body, headers=self._auth())
+        if resp.status_code == 409:
+            patched: dict[str, Any] = self.api("PATCH", f"/api/v2/pools/{_q(name)}", json_body=body)
+            return patched
+        if resp.status_code not in (200, 201):
+            raise StackError(f"POST /api/v2/pools -> {resp.status_code}: {resp.text[:500]}")
+        created: dict[str, Any] = resp.json()
+        return created
+
+    def pool_stats(self, name: str) -> dict[str, Any]:
+        """slots, occupied/running/queued/scheduled/deferred/open slots, include_deferred."""
+        stats: dict[str, Any] = self.api("GET", f"/api/v2/pools/{_q(name)}")
+        return stats
+
+
+def _q(part: str) -> str:
+    return quote(part, safe="")
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _pids() -> Iterator[int]:
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return
+    for name in names:
+        if name.isdigit():
+            yield int(name)
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, session id) of `pid`; the command name may contain spaces and parentheses."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2 :].split()
+    try:
+        return fields[0], int(fields[3])
+    except (IndexError, ValueError):
+        return None
+
+
+# -- HyperFrames helpers shared by the stack tests and the benchmarks ---------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+STACK_DAGS = REPO / "tests" / "stack_test_dags"
+WELCOME_TEMPLATE = REPO / "examples" / "templates" / "welcome"
+LOCAL_DAG_ID = "hf_stack_local"
+RENDER_TASK_ID = "render_batch.render"
+RENDER_POOL = "hyperframes_renders"
+
+
+def template_variant(target: Path, duration_s: int | None = None) -> Path:
+    """Copy the example template to `target`, optionally with another `data-duration`
+    (1 s keeps stack tests fast; a long one keeps a render alive long enough to cancel)."""
+    shutil.copytree(WELCOME_TEMPLATE, target, ignore=shutil.ignore_patterns(".hyperframes"))
+    if duration_s is not None:
+        index = target / "index.html"
+        html = index.read_text(encoding="utf-8")
+        if 'data-duration="2"' not in html:
+            raise StackError(f'{index} has no data-duration="2" to replace')
+        index.write_text(
+            html.replace('data-duration="2"', f'data-duration="{duration_s}"'), encoding="utf-8"
+        )
+    return target
+
+
+def sample_rows(count: int, prefix: str = "videos") -> list[dict[str, Any]]:
+    """`count` valid batch rows for the welcome template, one output each."""
+    return [
+        {"outputKey": f"{prefix}/{i:03d}.mp4", "variables": {"title": f"Hi #{i}", "name": f"R{i}"}}
+        for i in range(count)
+    ]
+
+
+def write_batch(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write rows as JSONL (the format `prepare_batch` reads)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(dict(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def manifest_path(local_root: Path, dag_id: str, run_id: str) -> Path:
+    """Where the local backend writes a run's manifest by default."""
+    from hyperframes_airflow.backends.base import safe_path_segment
+
+    return (
+        Path(local_root)
+        / "manifests"
+        / safe_path_segment(dag_id)
+        / f"{safe_path_segment(run_id)}.json"
+    )
+
+
+def find_render_process(output_path: Path, pids: Sequence[int]) -> tuple[int, str] | None:
+    """(pid, render marker) of the `hyperframes render` CLI writing `output_path`, if running.
+
+    The CLI writes to `.<stem>.partial-<token>` next to the output, so its argv names the row;
+    the marker is what `marked_processes` looks for (Chrome carries it too).
+    """
+    from hyperframes_airflow.backends.local_cli import render_marker
+
+    prefix = str(output_path.parent / f".{output_path.stem}.partial-")
+    for pid in pids:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv]
+        if "render" in args and any(a.startswith(prefix) for a in args):
+            marker = render_marker(pid)
+            if marker:
+                return pid, marker
+    return None
+
+
+def main() -> None:  # pragma: no cover - manual: `python -m tests.stack.harness [DAGS]`
+    """Start a stack on a DAGs folder, print its URL and start-up time, stop on Ctrl-C."""
+    import tempfile
+
+    dags = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parents[1] / "stack_test_dags")
+    home = Path(tempfile.mkdtemp(prefix="hf-stack-"))
+    with AirflowStack(home, dags) as stack:
+        print(json.dumps({"url": stack.base_url, "home": str(home), **stack.startup_seconds}))
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

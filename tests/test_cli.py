@@ -1,0 +1,116 @@
+"""The `hyperframes-airflow` console script, run as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+TEMPLATE = REPO / "examples" / "templates" / "welcome"
+BATCH = REPO / "examples" / "batches" / "welcome.jsonl"
+CLI = str(Path(sys.executable).with_name("hyperframes-airflow"))
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *map(str, args)], capture_output=True, text=True, timeout=120, env=os.environ
+    )
+
+
+def test_validate_accepts_the_example_batch() -> None:
+    result = run("validate", TEMPLATE, BATCH, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report == {"valid": True, "rows": 4, "issues": []}
+
+
+def test_validate_reports_every_problem_with_its_line(tmp_path: Path) -> None:
+    batch = tmp_path / "b.jsonl"
+    batch.write_text(
+        "\n".join(
+            [
+                '{"outputKey": "a.mp4", "variables": {"title": 7, "secret": "x"}}',
+                "",
+                "[1, 2]",
+                '{"outputKey": "a.mp4"}',
+                '{"outputKey": "../up.mp4"}',
+                '{"outputKey": "b.webm"}',
+                '{"outputKey": "c.mp4", "variables": {"theme": "neon"}}',
+            ]
+        )
+        + "\n"
+    )
+    result = run("validate", TEMPLATE, batch, "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["valid"] is False and report["rows"] == 6
+    by_line: dict[int, list[dict[str, str]]] = {}
+    for issue in report["issues"]:
+        by_line.setdefault(issue["line"], []).append(issue)
+    assert sorted(by_line) == [1, 3, 4, 5, 6, 7]
+    # Variable issues are warnings by default, with the Node CLI's wording.
+    assert {i["severity"] for i in by_line[1]} == {"warning"}
+    messages = [i["message"] for i in by_line[1]]
+    assert 'Variable "title" expected string, got number.' in messages
+    assert 'Variable "secret" is not declared in data-composition-variables.' in messages
+    assert by_line[3][0]["message"].startswith("Invalid batch entry on line 3")
+    assert "Duplicate outputKey" in by_line[4][0]["message"]
+    assert by_line[5][0]["field"] == "outputKey"
+    assert ".mp4" in by_line[6][0]["message"]
+    # Enum messages never echo the value (personal data).
+    assert by_line[7][0]["message"] == 'Variable "theme" must be one of "dark", "light".'
+
+
+def test_strict_variables_turns_warnings_into_a_failure(tmp_path: Path) -> None:
+    batch = tmp_path / "b.jsonl"
+    batch.write_text('{"outputKey": "a.mp4", "variables": {"title": 7}}\n')
+    assert run("validate", TEMPLATE, batch).returncode == 0
+    strict = run("validate", TEMPLATE, batch, "--strict-variables")
+    assert strict.returncode == 1
+    assert "line 1 [variables]" in strict.stdout and "FAILED" in strict.stdout
+
+
+def test_validate_checks_the_extension_against_the_format(tmp_path: Path) -> None:
+    batch = tmp_path / "b.jsonl"
+    batch.write_text('{"outputKey": "a.webm"}\n')
+    assert run("validate", TEMPLATE, batch, "--format", "webm").returncode == 0
+    assert run("validate", TEMPLATE, batch).returncode == 1
+
+
+def test_site_id_prints_only_the_node_compatible_hash(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_bytes(b"hi")
+    result = run("site-id", tmp_path)
+    assert result.returncode == 0
+    assert result.stdout == "9a86e90741176ce2\n"
+
+
+def test_estimate_states_its_assumptions() -> None:
+    result = run("estimate", TEMPLATE, BATCH, "--width", "1920", "--height", "1080", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["rows"] == 4
+    assert data["perRender"]["totalFrames"] == 60  # 2 s at 30 fps
+    assert data["totalUsd"] > 0
+    assert data["assumptions"]
+    text = run("estimate", TEMPLATE, BATCH)
+    assert text.returncode == 0 and "assumptions:" in text.stdout
+
+
+def test_missing_project_is_a_clear_error(tmp_path: Path) -> None:
+    result = run("validate", tmp_path / "nope", BATCH)
+    assert result.returncode == 2
+    assert "nope" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_provider_is_registered_with_airflow() -> None:
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    result = subprocess.run(
+        [airflow, "providers", "list", "-o", "json"], capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr
+    names = {p["package_name"] for p in json.loads(result.stdout)}
+    assert "hyperframes-airflow" in names

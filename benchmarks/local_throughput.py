@@ -417,6 +417,9 @@ def to_markdown(result: B5Result, *, command: str) -> str:
         f"(min {min(render_tasks):.2f}, max {max(render_tasks):.2f}) from start to end, vs "
         f"{single:.2f} s for a lone `render_local`; the difference is the worker launch "
         "(fork, DAG parse, Execution API calls) plus two renders sharing the CPUs.",
+        f"- Airflow's cost per video over the CLI batch with our flags: "
+        f"{(st.first_render_to_manifest_s - cli_ours.wall_s) / n:.2f} s in the render phase, "
+        f"{(st.trigger_to_end_s - cli_ours.wall_s) / n:.2f} s from trigger to run end.",
         f"- Other tasks: {', '.join(f'{k} {val:.2f} s' for k, val in st.task_s.items())}.",
         f"- Stack start-up (not in the makespans): {st.startup_s.get('total')} s "
         f"(`db migrate` {st.startup_s.get('db_migrate')} s, components healthy "

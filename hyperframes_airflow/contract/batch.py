@@ -162,6 +162,26 @@ def parse_batch_file(
         return parse_batch(fh, format=format, reserved_prefixes=reserved_prefixes)
 
 
+def read_row_variables(source: Iterable[str] | Iterable[bytes], line: int) -> dict[str, Any] | None:
+    """The `variables` of one physical line, streaming up to it (for rows too big for XCom).
+
+    Returns None when that line is no longer a JSON object with object variables (the file
+    changed since it was validated).
+    """
+    for lineno, text in _physical_lines(source):
+        if lineno < line:
+            continue
+        if isinstance(text, _Unreadable):
+            return None
+        try:
+            obj = _decoder.decode(text.strip(_JS_TRIM_CHARS))
+        except ValueError:
+            return None
+        variables = obj.get("variables", {}) if isinstance(obj, dict) else None
+        return variables if isinstance(variables, dict) else None
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Internals
 

@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context, ObjectStoragePath
+from airflow.sdk import BaseOperator, Context, ObjectStoragePath, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
-from airflow.utils.trigger_rule import TriggerRule
 
 from hyperframes_airflow.backends import make_backend
 from hyperframes_airflow.backends.local import iso_now

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -15,6 +16,9 @@ from hyperframes_airflow.contract.estimate import estimate_batch
 from hyperframes_airflow.contract.issues import Issue
 from hyperframes_airflow.contract.plan import BatchPlan, load_project, plan_batch
 from hyperframes_airflow.operators._coerce import as_bool, as_config_dict, as_optional_float
+
+#: Variables larger than this (JSON characters) are not copied into the mapping XCom.
+INLINE_VARIABLES_MAX_BYTES = 4096
 
 #: XCom key of the batch summary that `collect_manifest` reads (rows aligned to map indexes).
 SUMMARY_KEY = "batch"
@@ -93,12 +97,21 @@ class HyperframesPrepareBatchOperator(BaseOperator):
             summary["problems"] = [Issue(None, "config", "error", str(exc)).to_dict()]
             ti.xcom_push(key=SUMMARY_KEY, value=summary)
             raise AirflowFailException(str(exc)) from exc
-        summary["config"] = config.to_wire()
-        composition, site_id = load_project(self.project_dir)
-        summary["siteId"] = site_id
-        backend = make_backend(self.backend, local_root=self.local_root, conn_id=self.conn_id)
-        bucket = getattr(backend, "bucket_name", None)
-        plan = self._plan(context, config, composition, site_id, bucket)
+        try:
+            composition, site_id = load_project(self.project_dir)
+            summary["siteId"] = site_id
+            backend = make_backend(self.backend, local_root=self.local_root, conn_id=self.conn_id)
+            config = self._with_stack_defaults(config, backend)
+            summary["config"] = config.to_wire()
+            plan = self._plan(
+                context, config, composition, site_id, getattr(backend, "bucket_name", None)
+            )
+        except Exception as exc:  # the manifest must say why nothing rendered
+            summary["problems"] = [
+                Issue(None, None, "error", f"{type(exc).__name__}: {exc}").to_dict()
+            ]
+            ti.xcom_push(key=SUMMARY_KEY, value=summary)
+            raise
         summary["problems"] = [i.to_dict() for i in plan.issues]
         estimate = self._estimate(plan, config, backend)
         summary["estimate"] = estimate
@@ -113,6 +126,17 @@ class HyperframesPrepareBatchOperator(BaseOperator):
         return mapping
 
     # -- steps ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _with_stack_defaults(config: RenderConfig, backend: Any) -> RenderConfig:
+        """Like `hyperframes lambda render-batch`, size each render's chunk wave to the stack's
+        reserved concurrency (`workerConcurrency`) unless the user chose a value."""
+        reserved = getattr(backend, "reserved_concurrency", None)
+        if config.worker_concurrency is None and reserved:
+            return RenderConfig.model_validate(
+                {**config.model_dump(exclude_none=True), "worker_concurrency": reserved}
+            )
+        return config
 
     def _plan(
         self,
@@ -164,20 +188,24 @@ class HyperframesPrepareBatchOperator(BaseOperator):
     def _mapping(
         self, plan: BatchPlan, site_id: str, config: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        return [
-            {
-                "row": {
-                    "line": row.line,
-                    "outputKey": row.output_key,
-                    "executionName": row.execution_name,
-                    "digest": row.input_digest,
-                    "siteId": site_id,
-                    "config": config,
-                    "variables": dict(row.variables),
-                }
+        """One small entry per row. Big variables stay in the batch file: the row carries a
+        pointer (source + line) that the render task resolves, so XCom stays small."""
+        entries = []
+        for row in plan.rows:
+            entry: dict[str, Any] = {
+                "line": row.line,
+                "outputKey": row.output_key,
+                "executionName": row.execution_name,
+                "digest": row.input_digest,
+                "siteId": site_id,
+                "config": config,
             }
-            for row in plan.rows
-        ]
+            if len(json.dumps(row.variables, ensure_ascii=False)) <= INLINE_VARIABLES_MAX_BYTES:
+                entry["variables"] = dict(row.variables)
+            else:
+                entry["variablesRef"] = {"source": str(self.batch), "line": row.line}
+            entries.append({"row": entry})
+        return entries
 
     @staticmethod
     def _summary_rows(plan: BatchPlan, dry_run: bool) -> list[dict[str, Any]]:

@@ -8,11 +8,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.links.step_function import StateMachineExecutionsDetailsLink
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import BaseOperator, Context, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferralTimeout
 
 from hyperframes_airflow.backends import make_backend
 from hyperframes_airflow.backends.base import RenderFailed, RenderJob
+from hyperframes_airflow.contract.batch import read_row_variables
 from hyperframes_airflow.operators._coerce import as_bool
 from hyperframes_airflow.triggers.render import ROW_RESULT_KEY, HyperframesRenderTrigger
 
@@ -79,10 +80,23 @@ class HyperframesRenderOperator(BaseOperator):
             execution_name=str(row["executionName"]),
             site_id=str(row["siteId"]),
             config=row.get("config") or {},
-            variables=row.get("variables") or {},
+            variables=row.get("variables") or self._resolve_variables(row.get("variablesRef")),
             input_digest=str(row.get("digest", "")),
             attempt=int(context["ti"].try_number),
         )
+
+    def _resolve_variables(self, ref: dict[str, Any] | None) -> dict[str, Any]:
+        """Read a big row's variables from the batch file (prepare_batch kept them out of XCom)."""
+        if not ref:
+            return {}
+        source = ObjectStoragePath(str(ref["source"]), conn_id=self.conn_id)
+        with source.open("rb") as handle:
+            variables = read_row_variables(handle, int(ref["line"]))
+        if variables is None:
+            raise AirflowFailException(
+                f"Line {ref['line']} of {ref['source']} changed since prepare_batch read it"
+            )
+        return variables
 
     def execute(self, context: Context) -> dict[str, Any]:
         job = self._job(context)

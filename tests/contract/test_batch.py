@@ -632,3 +632,21 @@ def test_100k_rows_stream_with_memory_proportional_to_kept_rows(tmp_path: Path) 
     # Streaming: beyond the rows kept, only per-row bookkeeping (the duplicate-key map) lives on.
     # Holding the file (or its list of lines) at once would add at least the file's size.
     assert peak - kept < file_bytes / 2
+
+
+def test_read_row_variables_streams_to_one_physical_line(tmp_path: Path) -> None:
+    from hyperframes_airflow.contract.batch import read_row_variables
+
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(
+        b'\xef\xbb\xbf{"outputKey":"a.mp4","variables":{"n":1}}\r\n\r\n'
+        b'{"outputKey":"b.mp4","variables":{"big":"' + b"x" * 10_000 + b'"}}\n'
+    )
+    with path.open("rb") as fh:
+        assert read_row_variables(fh, 3) == {"big": "x" * 10_000}
+    with path.open("rb") as fh:
+        assert read_row_variables(fh, 1) == {"n": 1}
+    with path.open("rb") as fh:
+        assert read_row_variables(fh, 2) is None  # blank now: the file changed
+    with path.open("rb") as fh:
+        assert read_row_variables(fh, 9) is None

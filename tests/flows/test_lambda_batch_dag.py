@@ -139,3 +139,40 @@ def test_dry_run_and_cost_gate_start_nothing(hf_conn: MotoStack) -> None:
     confirmed = run_dag(_dag("hf_lambda_confirmed", batch, max_cost_usd=0.0001, confirm_cost=True))
     assert str(confirmed.state) == "success"
     assert manifest["estimate"]["totalUsd"] > 0.0001
+
+
+def _xcom(run: Any, task_id: str, key: str, map_index: int = -1) -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        found = (
+            session.query(XComModel)
+            .filter_by(
+                dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key, map_index=map_index
+            )
+            .one_or_none()
+        )
+        return None if found is None else found.value
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_big_variables_stay_out_of_xcom_and_the_console_link_is_kept(hf_conn: MotoStack) -> None:
+    stack = hf_conn
+    big = {"title": "Hi", "notes": "n" * 6000}
+    batch = _put_batch(stack, "batches/big.jsonl", [{"outputKey": "big.mp4", "variables": big}])
+    run = run_dag(_dag("hf_lambda_big", batch))
+    assert str(run.state) == "success"
+
+    mapping = _xcom(run, "render_batch.prepare_batch", "return_value")
+    row = mapping[0]["row"]
+    assert "variables" not in row and row["variablesRef"] == {"source": batch, "line": 1}
+    manifest = _manifest(stack, "hf_lambda_big")
+    arn = manifest["rows"][0]["executionArn"]
+    sent = json.loads(
+        stack.boto3_client("stepfunctions").describe_execution(executionArn=arn)["input"]
+    )
+    assert sent["Config"]["variables"] == big  # resolved from the batch file by the render task
+    link = _xcom(run, "render_batch.render", "_state_machine_executions_details", 0)
+    assert link["execution_arn"] == arn and link["region_name"] == stack.region

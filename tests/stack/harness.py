@@ -272,19 +272,27 @@ class AirflowStack:
     def stop(self) -> None:
         """Terminate every process the stack started, however deep, and reap the components.
 
-        SIGTERM goes at once to the components' process groups *and* to every other process
-        carrying the stack's cookie or session: task processes (own process groups; SIGTERM
-        runs the operator's `on_kill`), render CLIs and Chrome (own sessions). Signalling only
-        the components is not enough: the scheduler's LocalExecutor waits for running tasks
-        before it exits. Whatever is still alive after `stop_timeout_s` gets SIGKILL.
+        1. SIGTERM to everything except the api-server: the scheduler, dag-processor and
+           triggerer groups, and every process carrying the stack's cookie or session (task
+           processes sit in their own process groups, and SIGTERM runs the operator's
+           `on_kill`; render CLIs and Chrome sit in their own sessions). The api-server stays up
+           meanwhile, because a killed task still reports its end through the Execution API and
+           would hang without it (and the LocalExecutor waits for that task before exiting).
+        2. SIGTERM to the api-server.
+        3. SIGKILL to whatever is left after `stop_timeout_s`.
         """
         if self._client is not None:
             self._client.close()
             self._client = None
         t0 = time.monotonic()
-        self._signal_all(signal.SIGTERM)
+        api = self.procs.get("api-server")
+        spare = {api.pid} if api is not None else set()
+        self._signal_all(signal.SIGTERM, spare_sessions=spare)
         deadline = t0 + self.stop_timeout_s
-        while time.monotonic() < deadline and (self.processes() or self._components_alive()):
+        while time.monotonic() < deadline and self.processes(spare_sessions=spare):
+            time.sleep(0.2)
+        self._signal_all(signal.SIGTERM)
+        while time.monotonic() < deadline + 10 and (self.processes() or self._components_alive()):
             time.sleep(0.2)
         for _ in range(3):
             if not (self.processes() or self._components_alive()):
@@ -302,19 +310,22 @@ class AirflowStack:
     def _components_alive(self) -> bool:
         return any(p.poll() is None for p in self.procs.values())
 
-    def _signal_all(self, sig: signal.Signals) -> None:
+    def _signal_all(self, sig: signal.Signals, spare_sessions: set[int] | None = None) -> None:
+        spare = spare_sessions or set()
         for proc in self.procs.values():
-            if proc.poll() is None:
+            if proc.poll() is None and proc.pid not in spare:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, sig)
-        for pid in self.processes():
+        for pid in self.processes(spare_sessions=spare):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
 
-    def processes(self) -> list[int]:
+    def processes(self, spare_sessions: set[int] | None = None) -> list[int]:
         """Live processes belonging to this stack: in a component's session or carrying the
-        cookie (Chrome and the render CLI start their own sessions but inherit the env)."""
-        sessions = {p.pid for p in self.procs.values()}
+        cookie (Chrome and the render CLI start their own sessions but inherit the env).
+        Processes in `spare_sessions` are left out."""
+        spare = spare_sessions or set()
+        sessions = {p.pid for p in self.procs.values()} - spare
         needle = f"{STACK_COOKIE}={self.stack_id}".encode()
         me = os.getpid()
         found: list[int] = []
@@ -323,6 +334,8 @@ class AirflowStack:
                 continue
             stat = _stat(pid)
             if stat is None or stat[0] in ("Z", "X"):
+                continue
+            if stat[1] in spare:
                 continue
             if stat[1] in sessions:
                 found.append(pid)

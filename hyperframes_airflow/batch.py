@@ -100,4 +100,7 @@ def render_batch(
             **common,
         )
         prepare >> deploy >> render >> collect
+        # A teardown, so that marking the DAG run failed (which skips pending tasks) still runs
+        # it: the manifest is written on every path. It fails the run when a row failed.
+        collect.as_teardown(on_failure_fail_dagrun=True)
     return group

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from hyperframes_airflow.backends.local import iso_now
 from hyperframes_airflow.contract.manifest import Manifest, ManifestRow
 from hyperframes_airflow.operators._coerce import as_bool
 from hyperframes_airflow.operators.prepare import SUMMARY_KEY
-from hyperframes_airflow.operators.render import ROW_RESULT_KEY
+from hyperframes_airflow.operators.render import EXECUTION_KEY, ROW_RESULT_KEY
 
 #: Render task state -> (manifest status, error) for rows that left no result behind.
 _NO_RESULT: dict[str | None, tuple[str, str]] = {
@@ -49,6 +50,7 @@ class HyperframesCollectManifestOperator(BaseOperator):
         local_root: str | None = None,
         manifest_path: str | None = None,
         fail_on_row_failure: bool | str = True,
+        settle_timeout_s: float = 45.0,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("trigger_rule", TriggerRule.ALL_DONE)
@@ -61,6 +63,7 @@ class HyperframesCollectManifestOperator(BaseOperator):
         self.local_root = local_root
         self.manifest_path = manifest_path
         self.fail_on_row_failure = fail_on_row_failure
+        self.settle_timeout_s = settle_timeout_s
 
     def execute(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
@@ -118,6 +121,9 @@ class HyperframesCollectManifestOperator(BaseOperator):
             )
             results = dict(zip(indexes, pulled, strict=True))
             states = self._render_states(ti)
+            killed = [i for i in indexes if not results.get(i) and states.get(i) == "failed"]
+            if killed:
+                results.update(self._settle_killed(ti, killed))
         rows: list[ManifestRow] = []
         for r in planned:
             index = r.get("mapIndex")
@@ -127,7 +133,8 @@ class HyperframesCollectManifestOperator(BaseOperator):
                 continue
             status, error = r.get("status"), r.get("error")
             if status is None:
-                status, error = _NO_RESULT.get(states.get(index or 0), ("skipped", "not started"))
+                state = states.get(index) if index is not None else None
+                status, error = _NO_RESULT.get(state, ("skipped", "not started"))
             rows.append(
                 ManifestRow(
                     input_line=r["line"],
@@ -138,6 +145,47 @@ class HyperframesCollectManifestOperator(BaseOperator):
                 )
             )
         return rows
+
+    def _settle_killed(self, ti: Any, indexes: list[int]) -> dict[int, dict[str, Any]]:
+        """Rows whose task failed without a result: usually a task killed by a user (mark
+        failed, run failed) whose render is being stopped right now. The scheduler runs this
+        task as soon as the render task is marked, so give the kill a moment to land, then
+        record what really happened (`aborted`, with the execution), not a guess."""
+        backend = None
+        if self.backend == "lambda":
+            backend = make_backend("lambda", conn_id=self.conn_id)
+        settled: dict[int, dict[str, Any]] = {}
+        executions: dict[int, dict[str, Any]] = {}
+        pending = set(indexes)
+        deadline = time.monotonic() + self.settle_timeout_s
+        while pending:
+            for index in sorted(pending):
+                result = ti.xcom_pull(
+                    task_ids=self.render_task_id, key=ROW_RESULT_KEY, map_indexes=index
+                )
+                if result:
+                    settled[index] = result
+                    continue
+                if backend is None:
+                    continue
+                execution = executions.get(index) or ti.xcom_pull(
+                    task_ids=self.render_task_id, key=EXECUTION_KEY, map_indexes=index
+                )
+                if execution:
+                    executions[index] = execution
+                    if backend.status(execution["executionArn"]) != "RUNNING":  # type: ignore[attr-defined]
+                        settled[index] = backend.completed_row(execution)  # type: ignore[attr-defined]
+            pending -= set(settled)
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        for index in sorted(pending & set(executions)):
+            # The task is gone but its render still runs: it must not outlive its task.
+            arn = executions[index]["executionArn"]
+            self.log.warning("Row %d: its task failed; stopping %s", index, arn)
+            backend.stop(arn, cause="its Airflow task failed")  # type: ignore[union-attr]
+            settled[index] = backend.completed_row(executions[index])  # type: ignore[union-attr]
+        return settled
 
     def _render_states(self, ti: Any) -> dict[int, str]:
         try:

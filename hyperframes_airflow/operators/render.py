@@ -71,6 +71,7 @@ class HyperframesRenderOperator(BaseOperator):
         self.progress_interval = progress_interval
         self._pid: int | None = None
         self._execution_arn: str | None = None
+        self._killed = False
 
     def _job(self, context: Context) -> RenderJob:
         row = self.row
@@ -257,6 +258,12 @@ class HyperframesRenderOperator(BaseOperator):
                 timeout_s=self.render_timeout_s,
             )
         except RenderFailed as failure:
+            if self._killed:
+                failure.row.update(
+                    status="aborted",
+                    error="ABORTED",
+                    cause="stopped because its Airflow task was killed (marked, cleared, failed)",
+                )
             context["ti"].xcom_push(key=ROW_RESULT_KEY, value=failure.row)
             raise AirflowFailException(
                 f"Row {job.input_line} ({job.output_key}) {failure.row['status']}: "
@@ -285,6 +292,7 @@ class HyperframesRenderOperator(BaseOperator):
         """Stop the render when the task is killed while running on a worker."""
         if not self.stop_on_kill:
             return
+        self._killed = True
         if self._pid is not None:
             self.log.info("Task killed: stopping render process group %d", self._pid)
             from hyperframes_airflow.backends.local import LocalBackend

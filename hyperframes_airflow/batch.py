@@ -39,6 +39,7 @@ def render_batch(
     fail_on_row_failure: bool | str = True,
     render_timeout: timedelta = timedelta(minutes=30),
     render_retries: int = 0,
+    render_retry_delay: timedelta | None = None,
     deferrable: bool = True,
     stop_on_kill: bool = True,
     poll_interval: float = 10.0,
@@ -50,7 +51,10 @@ def render_batch(
     String arguments are templated (e.g. `batch="s3://b/digests/{{ ds }}.jsonl"`, or
     `dry_run="{{ params.dry_run }}"`). `pool` should be created with `include_deferred` so its
     slots cap running renders across DAG runs; `max_concurrent` caps one batch even without it.
-    Lambda renders are deferrable by default (the worker is freed while the render runs;
+    `render_retries`/`render_retry_delay` set the render tasks' retries (a retry re-attaches
+    to the row's execution instead of starting a second one; the delay defaults to Airflow's
+    `[core] default_task_retry_delay`). Lambda renders are deferrable by default (the worker is
+    freed while the render runs;
     `stop_on_kill` stops a render whose task is marked failed, cleared or whose run fails).
     """
     if max_concurrent < 1:
@@ -74,6 +78,9 @@ def render_batch(
             task_id="deploy_site", project_dir=project_dir, dry_run=dry_run, **common
         )
         pool_kwargs: dict[str, Any] = {"pool": pool} if pool else {}
+        retry_kwargs: dict[str, Any] = (
+            {"retry_delay": render_retry_delay} if render_retry_delay is not None else {}
+        )
         render = HyperframesRenderOperator.partial(
             task_id="render",
             force_rerender=force_rerender,
@@ -87,6 +94,7 @@ def render_batch(
             map_index_template="{{ task.row['outputKey'] }}",
             retries=render_retries,
             **pool_kwargs,
+            **retry_kwargs,
             **common,
         ).expand_kwargs(prepare.output)
         collect = HyperframesCollectManifestOperator(

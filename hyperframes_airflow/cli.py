@@ -71,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     site.add_argument("project_dir", type=Path)
     site.set_defaults(func=cmd_site_id)
 
+    pools = sub.add_parser(
+        "pools", help="create or resize the render pool so it counts deferred renders"
+    )
+    pools.add_argument("--name", default="hyperframes_renders")
+    pools.add_argument(
+        "--slots", type=int, required=True, help="running renders allowed across all DAG runs"
+    )
+    pools.set_defaults(func=cmd_pools)
+
     doctor = sub.add_parser("doctor", help="check the local render toolchain and the Airflow pool")
     doctor.add_argument("--pool", default="hyperframes_renders")
     doctor.add_argument("--skip-airflow", action="store_true", help="only check the renderer")
@@ -196,11 +205,34 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if not args.skip_airflow:
         problems.extend(_pool_problems(args.pool))
     if not problems:
-        print("OK: local renderer and Airflow pool are ready")
+        checked = "local renderer" if args.skip_airflow else "local renderer and Airflow pool"
+        print(f"OK: {checked} ready")
         return 0
     for what, fix in problems:
         print(f"MISSING {what}\n   fix: {fix}")
     return 1
+
+
+def cmd_pools(args: argparse.Namespace) -> int:
+    """Same as `airflow pools set NAME SLOTS DESC --include-deferred`, with a check after."""
+    from airflow.models import Pool
+
+    if args.slots < 1:
+        print("error: --slots must be >= 1", file=sys.stderr)
+        return 2
+    Pool.create_or_update_pool(
+        name=args.name,
+        slots=args.slots,
+        description="HyperFrames renders (deferred renders hold their slot)",
+        include_deferred=True,
+    )
+    problems = _pool_problems(args.name)
+    if problems:
+        for what, fix in problems:
+            print(f"MISSING {what}\n   fix: {fix}")
+        return 1
+    print(f"pool {args.name!r}: {args.slots} slot(s), counting deferred renders")
+    return 0
 
 
 def _pool_problems(pool: str) -> list[tuple[str, str]]:

@@ -114,3 +114,36 @@ def test_provider_is_registered_with_airflow() -> None:
     assert result.returncode == 0, result.stderr
     names = {p["package_name"] for p in json.loads(result.stdout)}
     assert "hyperframes-airflow" in names
+
+
+def test_doctor_finds_a_missing_or_uncounting_pool_and_pools_fixes_it() -> None:
+    from tests.airflow_helpers import ensure_db
+
+    ensure_db()  # the suite's private SQLite Airflow home (AIRFLOW_HOME from conftest)
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    pool = "hf_doctor_pool"
+    missing = run("doctor", "--pool", pool)
+    assert missing.returncode == 1
+    assert f"pool '{pool}'" in missing.stdout and "--include-deferred" in missing.stdout
+
+    subprocess.run(
+        [airflow, "pools", "set", pool, "2", "no deferred"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    uncounted = run("doctor", "--pool", pool)
+    assert uncounted.returncode == 1 and "does not count deferred" in uncounted.stdout
+
+    fixed = run("pools", "--name", pool, "--slots", "3")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    exported = subprocess.run(
+        [airflow, "pools", "get", pool, "-o", "json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    (got,) = json.loads(exported.stdout)
+    assert int(got["slots"]) == 3 and str(got["include_deferred"]).lower() == "true"
+    assert run("doctor", "--pool", pool).returncode == 0

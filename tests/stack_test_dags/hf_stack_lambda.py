@@ -1,0 +1,109 @@
+"""Stack-test DAGs: the Lambda render_batch against a moto server standing in for AWS.
+
+There is no AWS account here: `tests/moto_stack.py` runs a real `moto_server` process with a
+bucket and a state machine shaped like the HyperFrames stack, and the test passes its
+`AIRFLOW_CONN_HYPERFRAMES_DEFAULT` to every Airflow component. Each row's variables choose its
+fate on that state machine (`hfTestFate` succeed|fail|hang, `hfTestSeconds` N).
+
+- `hf_stack_lambda`: the plain factory. Everything a test varies comes from the run conf
+  (batch, project, dry_run, max_cost_usd, confirm_cost, force_rerender). Renders go through the
+  `hyperframes_renders` pool (the test creates it with include_deferred); the per-run cap is set
+  far above it, so only the pool can hold renders back.
+- `hf_stack_lambda_crash`: the same, with one retry after 2 s, and a render operator that dies
+  by SIGKILL right after its StartExecution on try 1 for rows whose variables carry
+  `hfTestCrash: true`: the window a real worker crash (OOM kill, lost node) can hit, where the
+  execution exists but nothing in Airflow knows it yet (no XCom, no deferral, no final state).
+  Killing the process from outside could not hit a window that is milliseconds wide, so the
+  task kills itself there; the supervisor sees exactly what it sees after an OOM kill.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from airflow.sdk import DAG, Context, Param
+
+import hyperframes_airflow.batch as batch_factory
+from hyperframes_airflow.batch import render_batch
+from hyperframes_airflow.contract.config import RenderConfig
+from hyperframes_airflow.operators.render import HyperframesRenderOperator
+
+REPO = Path(__file__).resolve().parents[2]
+WELCOME = REPO / "examples" / "templates" / "welcome"
+
+PARAMS = {
+    "batch": Param("", type="string", description="Batch JSONL URI (s3://<bucket>/...)"),
+    "project": Param(str(WELCOME), type="string", description="HyperFrames project directory"),
+    "dry_run": Param(False, type="boolean"),
+    "max_cost_usd": Param(None, type=["null", "number"]),
+    "confirm_cost": Param(False, type="boolean"),
+    "force_rerender": Param(False, type="boolean"),
+}
+
+
+def _batch_group(**options: Any) -> None:
+    render_batch(
+        project_dir="{{ params.project }}",
+        batch="{{ params.batch }}",
+        config=RenderConfig(width=640, height=360, fps=30),
+        backend="lambda",
+        dry_run="{{ params.dry_run }}",
+        max_cost_usd="{{ params.max_cost_usd }}",
+        confirm_cost="{{ params.confirm_cost }}",
+        force_rerender="{{ params.force_rerender }}",
+        pool="hyperframes_renders",
+        max_concurrent=50,
+        poll_interval=1.0,
+        progress_interval=5,
+        **options,
+    )
+
+
+class CrashAfterStartRenderOperator(HyperframesRenderOperator):
+    """Dies (SIGKILL, no cleanup) right after StartExecution, on try 1, for `hfTestCrash` rows."""
+
+    def _execute_lambda(self, context: Context, backend: Any, job: Any) -> dict[str, Any]:
+        variables = self.row.get("variables") or {}
+        if context["ti"].try_number == 1 and variables.get("hfTestCrash"):
+            ensure_started = backend.ensure_started
+
+            def start_then_die(*args: Any, **kwargs: Any) -> Any:
+                outcome = ensure_started(*args, **kwargs)
+                self.log.warning("hfTestCrash: SIGKILL after starting %s", outcome.execution_arn)
+                os.kill(os.getpid(), signal.SIGKILL)
+                return outcome  # never reached
+
+            backend.ensure_started = start_then_die
+        result: dict[str, Any] = super()._execute_lambda(context, backend, job)
+        return result
+
+
+with DAG(
+    dag_id="hf_stack_lambda",
+    schedule=None,
+    catchup=False,
+    max_active_runs=4,
+    tags=["hyperframes", "test"],
+    params=PARAMS,
+    doc_md=__doc__,
+):
+    _batch_group()
+
+with DAG(
+    dag_id="hf_stack_lambda_crash",
+    schedule=None,
+    catchup=False,
+    max_active_runs=4,
+    tags=["hyperframes", "test"],
+    params=PARAMS,
+    doc_md=__doc__,
+):
+    # render_batch has no operator-class argument (a test-only need): swap the class it uses
+    # for the length of this one call.
+    with mock.patch.object(batch_factory, "HyperframesRenderOperator", CrashAfterStartRenderOperator):
+        _batch_group(render_retries=1, render_retry_delay=timedelta(seconds=2))

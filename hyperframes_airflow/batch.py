@@ -44,6 +44,7 @@ def render_batch(
     stop_on_kill: bool = True,
     poll_interval: float = 10.0,
     progress_interval: float = 60.0,
+    rows_per_task: int | None = None,
     group_id: str = "render_batch",
 ) -> TaskGroup:
     """Build prepare -> deploy -> render (mapped) -> collect inside a TaskGroup and return it.
@@ -71,6 +72,7 @@ def render_batch(
             dry_run=dry_run,
             max_cost_usd=max_cost_usd,
             confirm_cost=confirm_cost,
+            rows_per_task=rows_per_task,
             retries=0,
             **common,
         )
@@ -91,7 +93,7 @@ def render_batch(
             poll_interval=poll_interval,
             progress_interval=progress_interval,
             max_active_tis_per_dagrun=max_concurrent,
-            map_index_template="{{ task.row['outputKey'] }}",
+            map_index_template="{{ task.label }}",
             retries=render_retries,
             **pool_kwargs,
             **retry_kwargs,

@@ -7,7 +7,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context, ObjectStoragePath, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
@@ -18,6 +18,9 @@ from hyperframes_airflow.contract.manifest import Manifest, ManifestRow
 from hyperframes_airflow.operators._coerce import as_bool
 from hyperframes_airflow.operators.prepare import SUMMARY_KEY
 from hyperframes_airflow.operators.render import EXECUTION_KEY, ROW_RESULT_KEY
+
+if TYPE_CHECKING:
+    from hyperframes_airflow.backends.lambda_ import LambdaBackend
 
 #: Render task state -> (manifest status, error) for rows that left no result behind.
 _NO_RESULT: dict[str | None, tuple[str, str]] = {
@@ -111,28 +114,39 @@ class HyperframesCollectManifestOperator(BaseOperator):
         return {"manifest": uri, "totals": manifest.totals.model_dump(by_alias=True)}
 
     def _rows(self, ti: Any, summary: dict[str, Any]) -> list[ManifestRow]:
+        """One manifest row per input line: the render's own result when it left one (found
+        by line, since a task may hold several rows), else what the task's state tells."""
         planned = summary.get("rows", [])
-        indexes = [r["mapIndex"] for r in planned if r.get("mapIndex") is not None]
-        results: dict[int, Any] = {}
+        indexes = sorted({r["mapIndex"] for r in planned if r.get("mapIndex") is not None})
+        results: dict[int, dict[str, Any]] = {}
         states: dict[int, str] = {}
         if indexes:
             pulled = ti.xcom_pull(
                 task_ids=self.render_task_id, key=ROW_RESULT_KEY, map_indexes=indexes
             )
-            results = dict(zip(indexes, pulled, strict=True))
+            for value in pulled:
+                results.update(_by_line(value))
             states = self._render_states(ti)
-            killed = [i for i in indexes if not results.get(i) and states.get(i) == "failed"]
+            killed = sorted(
+                {
+                    r["mapIndex"]
+                    for r in planned
+                    if r.get("mapIndex") is not None
+                    and r["line"] not in results
+                    and states.get(r["mapIndex"]) == "failed"
+                }
+            )
             if killed:
                 results.update(self._settle_killed(ti, killed))
         rows: list[ManifestRow] = []
         for r in planned:
-            index = r.get("mapIndex")
-            result = results.get(index) if index is not None else None
+            result = results.get(r["line"])
             if result:
                 rows.append(ManifestRow.model_validate(result))
                 continue
             status, error = r.get("status"), r.get("error")
             if status is None:
+                index = r.get("mapIndex")
                 state = states.get(index) if index is not None else None
                 status, error = _NO_RESULT.get(state, ("skipped", "not started"))
             rows.append(
@@ -147,44 +161,54 @@ class HyperframesCollectManifestOperator(BaseOperator):
         return rows
 
     def _settle_killed(self, ti: Any, indexes: list[int]) -> dict[int, dict[str, Any]]:
-        """Rows whose task failed without a result: usually a task killed by a user (mark
+        """Rows whose task failed without their result: usually a task killed by a user (mark
         failed, run failed) whose render is being stopped right now. The scheduler runs this
         task as soon as the render task is marked, so give the kill a moment to land, then
         record what really happened (`aborted`, with the execution), not a guess."""
-        backend = None
+        backend: LambdaBackend | None = None
         if self.backend == "lambda":
-            backend = make_backend("lambda", conn_id=self.conn_id)
+            from hyperframes_airflow.backends.lambda_ import LambdaBackend
+
+            found = make_backend("lambda", conn_id=self.conn_id)
+            assert isinstance(found, LambdaBackend)
+            backend = found
         settled: dict[int, dict[str, Any]] = {}
         executions: dict[int, dict[str, Any]] = {}
+        first_seen: dict[int, int] = {}
         pending = set(indexes)
         deadline = time.monotonic() + self.settle_timeout_s
         while pending:
             for index in sorted(pending):
-                result = ti.xcom_pull(
-                    task_ids=self.render_task_id, key=ROW_RESULT_KEY, map_indexes=index
+                done = _by_line(
+                    ti.xcom_pull(
+                        task_ids=self.render_task_id, key=ROW_RESULT_KEY, map_indexes=index
+                    )
                 )
-                if result:
-                    settled[index] = result
+                settled.update(done)
+                if backend is None:  # local: the killed task pushes its aborted row itself
+                    if len(done) > first_seen.setdefault(index, len(done)):
+                        pending.discard(index)
                     continue
-                if backend is None:
-                    continue
-                execution = executions.get(index) or ti.xcom_pull(
+                execution = ti.xcom_pull(
                     task_ids=self.render_task_id, key=EXECUTION_KEY, map_indexes=index
                 )
-                if execution:
-                    executions[index] = execution
-                    if backend.status(execution["executionArn"]) != "RUNNING":  # type: ignore[attr-defined]
-                        settled[index] = backend.completed_row(execution)  # type: ignore[attr-defined]
-            pending -= set(settled)
+                if not execution or execution["line"] in settled:
+                    pending.discard(index)
+                    continue
+                executions[index] = execution
+                if backend.status(execution["executionArn"]) != "RUNNING":
+                    settled[execution["line"]] = backend.completed_row(execution)
+                    pending.discard(index)
             if not pending or time.monotonic() > deadline:
                 break
             time.sleep(1.0)
         for index in sorted(pending & set(executions)):
             # The task is gone but its render still runs: it must not outlive its task.
-            arn = executions[index]["executionArn"]
-            self.log.warning("Row %d: its task failed; stopping %s", index, arn)
-            backend.stop(arn, cause="its Airflow task failed")  # type: ignore[union-attr]
-            settled[index] = backend.completed_row(executions[index])  # type: ignore[union-attr]
+            execution = executions[index]
+            self.log.warning("Its task failed; stopping %s", execution["executionArn"])
+            assert backend is not None
+            backend.stop(execution["executionArn"], cause="its Airflow task failed")
+            settled[execution["line"]] = backend.completed_row(execution)
         return settled
 
     def _render_states(self, ti: Any) -> dict[int, str]:
@@ -201,6 +225,13 @@ class HyperframesCollectManifestOperator(BaseOperator):
             if prefix == self.render_task_id and index.isdigit():
                 states[int(index)] = str(state)
         return states
+
+
+def _by_line(value: Any) -> dict[int, dict[str, Any]]:
+    """A render task's results (a list of manifest rows; one dict from older tasks) by line."""
+    if isinstance(value, dict):
+        value = [value]
+    return {r["inputLine"]: r for r in value or [] if isinstance(r, dict) and "inputLine" in r}
 
 
 def write_text_atomic(uri: str, text: str, *, conn_id: str | None = None) -> None:

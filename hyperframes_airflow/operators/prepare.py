@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from airflow.sdk import BaseOperator, Context, ObjectStoragePath
+from airflow.sdk import BaseOperator, Context, ObjectStoragePath, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from hyperframes_airflow.backends import make_backend
@@ -61,6 +62,7 @@ class HyperframesPrepareBatchOperator(BaseOperator):
         dry_run: bool | str = False,
         max_cost_usd: float | str | None = None,
         confirm_cost: bool | str = False,
+        rows_per_task: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -75,6 +77,7 @@ class HyperframesPrepareBatchOperator(BaseOperator):
         self.is_dry_run = dry_run
         self.max_cost_usd = max_cost_usd
         self.confirm_cost = confirm_cost
+        self.rows_per_task = rows_per_task
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         ti = context["ti"]
@@ -116,8 +119,15 @@ class HyperframesPrepareBatchOperator(BaseOperator):
         estimate = self._estimate(plan, config, backend)
         summary["estimate"] = estimate
         self._log_plan(plan, estimate)
-        mapping = [] if dry_run else self._mapping(plan, site_id, summary["config"])
-        summary["rows"] = self._summary_rows(plan, dry_run)
+        per_task = self._rows_per_task(len(plan.rows))
+        if per_task > 1:
+            self.log.info(
+                "%d rows exceed what Airflow maps per task; each render task takes %d rows in turn",
+                len(plan.rows),
+                per_task,
+            )
+        mapping = [] if dry_run else self._mapping(plan, site_id, summary["config"], per_task)
+        summary["rows"] = self._summary_rows(plan, dry_run, per_task)
         ti.xcom_push(key=SUMMARY_KEY, value=summary)
 
         if plan.batch_level_errors or (plan.invalid and as_bool(self.strict, name="strict")):
@@ -186,31 +196,44 @@ class HyperframesPrepareBatchOperator(BaseOperator):
         return data
 
     def _mapping(
-        self, plan: BatchPlan, site_id: str, config: dict[str, Any]
+        self, plan: BatchPlan, site_id: str, config: dict[str, Any], per_task: int
     ) -> list[dict[str, Any]]:
-        """One small entry per row. Big variables stay in the batch file: the row carries a
-        pointer (source + line) that the render task resolves, so XCom stays small."""
-        entries = []
-        for row in plan.rows:
-            entry: dict[str, Any] = {
-                "line": row.line,
-                "outputKey": row.output_key,
-                "executionName": row.execution_name,
-                "digest": row.input_digest,
-                "siteId": site_id,
-                "config": config,
-            }
-            if len(json.dumps(row.variables, ensure_ascii=False)) <= INLINE_VARIABLES_MAX_BYTES:
-                entry["variables"] = dict(row.variables)
-            else:
-                entry["variablesRef"] = {"source": str(self.batch), "line": row.line}
-            entries.append({"row": entry})
+        """One small entry per render task: its rows (usually one). Big variables stay in the
+        batch file: the row carries a pointer (source + line) that the render task resolves,
+        so XCom stays small."""
+        entries: list[dict[str, Any]] = []
+        for start in range(0, len(plan.rows), per_task):
+            rows = []
+            for row in plan.rows[start : start + per_task]:
+                entry: dict[str, Any] = {
+                    "line": row.line,
+                    "outputKey": row.output_key,
+                    "executionName": row.execution_name,
+                    "digest": row.input_digest,
+                    "siteId": site_id,
+                    "config": config,
+                }
+                if len(json.dumps(row.variables, ensure_ascii=False)) <= INLINE_VARIABLES_MAX_BYTES:
+                    entry["variables"] = dict(row.variables)
+                else:
+                    entry["variablesRef"] = {"source": str(self.batch), "line": row.line}
+                rows.append(entry)
+            entries.append({"rows": rows})
         return entries
 
+    def _rows_per_task(self, renderable: int) -> int:
+        """1, unless the batch has more rows than Airflow maps (`[core] max_map_length`): then
+        the fewest consecutive rows per task that fit, rendered one after the other."""
+        if self.rows_per_task:
+            return max(1, int(self.rows_per_task))
+        limit = conf.getint("core", "max_map_length", fallback=1024)
+        return max(1, math.ceil(renderable / limit))
+
     @staticmethod
-    def _summary_rows(plan: BatchPlan, dry_run: bool) -> list[dict[str, Any]]:
+    def _summary_rows(plan: BatchPlan, dry_run: bool, per_task: int) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        for index, row in enumerate(plan.rows):
+        for position, row in enumerate(plan.rows):
+            index = position // per_task
             rows.append(
                 {
                     "line": row.line,

@@ -1,4 +1,4 @@
-"""`render`: one mapped task instance per batch row; starts one render and sees it to the end."""
+"""`render`: one mapped task instance per batch row (or per few rows, for very big batches)."""
 
 from __future__ import annotations
 
@@ -21,22 +21,28 @@ if TYPE_CHECKING:
     from hyperframes_airflow.backends.lambda_ import LambdaBackend
     from hyperframes_airflow.backends.local import LocalBackend
 
-#: XCom key holding the execution this try started or re-attached to (name, ARN, attempt).
+#: XCom key holding the execution this task is waiting on (line, name, ARN, attempt).
 EXECUTION_KEY = "execution"
 
 
 class HyperframesRenderOperator(BaseOperator):
-    """Render one batch row and return its manifest row.
+    """Render the batch rows this task was mapped to, one after the other, and return their
+    manifest rows.
 
-    `row` is the mapping entry produced by `prepare_batch`. It is deliberately not a template
-    field: it carries the row's variables, which are personal data and must not show up in the
-    UI's rendered-template view. The result (and, on failure, the error) is pushed to XCom under
-    `row_result` so `collect_manifest` can report every row, including failed ones.
+    Usually a task holds one row; above Airflow's `max_map_length` prepare_batch gives each task
+    a few consecutive rows, which run one at a time, so a pool slot still means one running
+    render. After each row the results so far are pushed to XCom under `row_result` (a list),
+    so `collect_manifest` can report every row, even when the task is killed half-way.
 
-    Lambda: starts (or re-attaches to) the row's execution under a deterministic name, persists
-    a console link, then defers; the trigger ends the task with the result. A retry after a
-    crash re-attaches instead of starting a second render; a failed execution is started again
-    under the next attempt name. Local: renders on this worker, in its own process group.
+    `rows` are the mapping entries produced by `prepare_batch`. They are deliberately not a
+    template field: they carry variables, which are personal data and must not show up in the
+    UI's rendered-template view.
+
+    Lambda: starts (or re-attaches to) each row's execution under a deterministic name, persists
+    a console link, then defers; the trigger ends the task with the results after the last row.
+    A retry after a crash re-attaches instead of starting a second render; a failed execution
+    is started again under the next attempt name; a succeeded one is reused. Local: renders on
+    this worker, each render in its own process group.
     """
 
     template_fields: Sequence[str] = ("local_root", "force_rerender")
@@ -46,7 +52,7 @@ class HyperframesRenderOperator(BaseOperator):
     def __init__(
         self,
         *,
-        row: dict[str, Any],
+        rows: list[dict[str, Any]],
         backend: str = "local",
         conn_id: str = "hyperframes_default",
         local_root: str | None = None,
@@ -59,7 +65,9 @@ class HyperframesRenderOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.row = row
+        if not rows:
+            raise ValueError("a render task needs at least one row")
+        self.rows = rows
         self.backend = backend
         self.conn_id = conn_id
         self.local_root = local_root
@@ -73,8 +81,75 @@ class HyperframesRenderOperator(BaseOperator):
         self._execution_arn: str | None = None
         self._killed = False
 
-    def _job(self, context: Context) -> RenderJob:
-        row = self.row
+    @property
+    def label(self) -> str:
+        """What the grid shows for this task (`map_index_template`): the output key."""
+        first = str(self.rows[0]["outputKey"])
+        return first if len(self.rows) == 1 else f"{first} (+{len(self.rows) - 1} more)"
+
+    # -- the row loop ---------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        self._push(context, [])
+        return self._run(context, [])
+
+    def _run(self, context: Context, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Render rows from `len(results)` on; defers (and comes back) for Lambda renders."""
+        for position in range(len(results), len(self.rows)):
+            if self._killed:
+                break
+            job = self._job(context, self.rows[position])
+            if self.backend == "local":
+                results.append(self._render_local(self._local(), job))
+            else:
+                results.append(self._render_lambda(context, job, results))
+            self._push(context, results)
+        return self._conclude(context, results)
+
+    def execute_complete(self, context: Context, event: Any = None) -> list[dict[str, Any]]:
+        """Back from the trigger with one row's result: record it and go on with the next row.
+
+        The results so far come from XCom, not from the deferral's kwargs: `dag.test()` replays
+        an end event as a resume without them (payload `"success"`/`"failed"`), and then the
+        row's result is rebuilt from the execution itself."""
+        ti = context["ti"]
+        results = list(self._pull(context, ROW_RESULT_KEY) or [])
+        if isinstance(event, dict) and "status" in event:
+            row = event
+        else:
+            row = self._lambda().completed_row(self._pull(context, EXECUTION_KEY))
+        results.append(row)
+        self._push(context, results)
+        self.log.info(
+            "Row %s %s (%d of %d)",
+            row.get("inputLine"),
+            row["status"],
+            len(results),
+            len(self.rows),
+        )
+        del ti
+        return self._run(context, results)
+
+    def _conclude(self, context: Context, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self._push(context, results)
+        failed = [r for r in results if r["status"] != "succeeded"]
+        if failed:
+            detail = "; ".join(
+                f"line {r.get('inputLine')} ({r.get('outputKey')}) {r['status']}: "
+                f"{r.get('cause') or r.get('error')}"
+                for r in failed
+            )
+            raise AirflowFailException(f"{len(failed)} of {len(self.rows)} row(s) failed: {detail}")
+        return results
+
+    def _push(self, context: Context, results: list[dict[str, Any]]) -> None:
+        context["ti"].xcom_push(key=ROW_RESULT_KEY, value=results)
+
+    def _pull(self, context: Context, key: str) -> Any:
+        ti = context["ti"]
+        return ti.xcom_pull(task_ids=self.task_id, key=key, map_indexes=ti.map_index)
+
+    def _job(self, context: Context, row: dict[str, Any]) -> RenderJob:
         return RenderJob(
             input_line=int(row["line"]),
             output_key=str(row["outputKey"]),
@@ -99,15 +174,7 @@ class HyperframesRenderOperator(BaseOperator):
             )
         return variables
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        job = self._job(context)
-        if self.backend == "local":
-            from hyperframes_airflow.backends.local import LocalBackend
-
-            local = make_backend("local", local_root=self.local_root)
-            assert isinstance(local, LocalBackend)
-            return self._execute_local(context, local, job)
-        return self._execute_lambda(context, self._lambda(), job)
+    # -- Lambda ---------------------------------------------------------------------------------
 
     def _lambda(self) -> LambdaBackend:
         from hyperframes_airflow.backends.lambda_ import LambdaBackend
@@ -117,11 +184,12 @@ class HyperframesRenderOperator(BaseOperator):
             raise ValueError(f"backend {self.backend!r} has no Step Functions executions")
         return backend
 
-    # -- Lambda ---------------------------------------------------------------------------------
-
-    def _execute_lambda(
-        self, context: Context, backend: LambdaBackend, job: RenderJob
+    def _render_lambda(
+        self, context: Context, job: RenderJob, results: list[dict[str, Any]]
     ) -> dict[str, Any]:
+        """Start (or re-attach to) one row's execution; defer until it ends (deferrable), or
+        poll from this worker. Returns the row's result unless it defers."""
+        backend = self._lambda()
         force = as_bool(self.force_rerender, name="force_rerender")
         outcome = backend.ensure_started(job, force_rerender=force)
         execution = {
@@ -142,24 +210,23 @@ class HyperframesRenderOperator(BaseOperator):
         )
         if outcome.already_succeeded:
             self.log.info(
-                "Row %d (%s) already rendered by %s with this exact input; returning that result "
+                "Row %d (%s) already rendered by %s with this exact input; reusing that result "
                 "(set force_rerender to render again)",
                 job.input_line,
                 job.output_key,
                 outcome.execution_arn,
             )
-            return self._finish(context, backend.completed_row(execution))
-        verb = "Started" if outcome.started else "Re-attached to"
+            return backend.completed_row(execution)
         self.log.info(
             "%s %s for row %d -> %s",
-            verb,
+            "Started" if outcome.started else "Re-attached to",
             outcome.execution_arn,
             job.input_line,
             execution["outputUri"],
         )
         if not self.deferrable:
-            self._execution_arn = outcome.execution_arn
-            return self._wait_on_worker(context, backend, execution)
+            return self._wait_on_worker(backend, execution)
+        last = len(results) == len(self.rows) - 1
         self.defer(
             trigger=HyperframesRenderTrigger(
                 execution_arn=outcome.execution_arn,
@@ -171,15 +238,16 @@ class HyperframesRenderOperator(BaseOperator):
                 poll_interval=self.poll_interval,
                 progress_interval=self.progress_interval,
                 stop_on_kill=self.stop_on_kill,
+                end_from_trigger=last,
+                previous_results=results if last else None,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.render_timeout_s) if self.render_timeout_s else None,
         )
 
-    def _wait_on_worker(
-        self, context: Context, backend: LambdaBackend, execution: dict[str, Any]
-    ) -> dict[str, Any]:
+    def _wait_on_worker(self, backend: LambdaBackend, execution: dict[str, Any]) -> dict[str, Any]:
         """Non-deferrable mode: poll from the worker (holds a worker slot; on_kill stops it)."""
+        self._execution_arn = execution["executionArn"]
         deadline = time.monotonic() + (self.render_timeout_s or float("inf"))
         while backend.status(execution["executionArn"]) == "RUNNING":
             if time.monotonic() > deadline:
@@ -187,18 +255,7 @@ class HyperframesRenderOperator(BaseOperator):
                 break
             time.sleep(self.poll_interval)
         self._execution_arn = None
-        return self._conclude(context, backend.completed_row(execution))
-
-    def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
-        """Resume after the trigger: normally the trigger ends the task itself, so this runs
-        only when `dag.test()` replays an end event (payload `"success"`/`"failed"`) or when
-        the trigger was asked not to end the task."""
-        if isinstance(event, dict) and "status" in event:
-            return self._conclude(context, event)
-        execution = context["ti"].xcom_pull(
-            task_ids=self.task_id, key=EXECUTION_KEY, map_indexes=context["ti"].map_index
-        )
-        return self._conclude(context, self._lambda().completed_row(execution))
+        return backend.completed_row(execution)
 
     def resume_execution(
         self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
@@ -208,9 +265,7 @@ class HyperframesRenderOperator(BaseOperator):
         try:
             return super().resume_execution(next_method, next_kwargs, context)
         except TaskDeferralTimeout:
-            execution = context["ti"].xcom_pull(
-                task_ids=self.task_id, key=EXECUTION_KEY, map_indexes=context["ti"].map_index
-            )
+            execution = self._pull(context, EXECUTION_KEY)
             if execution:
                 backend = self._lambda()
                 backend.stop(
@@ -222,67 +277,56 @@ class HyperframesRenderOperator(BaseOperator):
                     error="TIMEOUT",
                     cause=f"render did not finish within {self.render_timeout_s} s",
                 )
-                context["ti"].xcom_push(key=ROW_RESULT_KEY, value=row)
+                self._push(context, [*(self._pull(context, ROW_RESULT_KEY) or []), row])
             raise
-
-    def _conclude(self, context: Context, row: dict[str, Any]) -> dict[str, Any]:
-        context["ti"].xcom_push(key=ROW_RESULT_KEY, value=row)
-        if row["status"] != "succeeded":
-            raise AirflowFailException(
-                f"Row {row.get('inputLine')} ({row.get('outputKey')}) {row['status']}: "
-                f"{row.get('error')}: {row.get('cause')}"
-            )
-        return row
 
     # -- local ----------------------------------------------------------------------------------
 
-    def _execute_local(
-        self, context: Context, backend: LocalBackend, job: RenderJob
-    ) -> dict[str, Any]:
+    def _local(self) -> LocalBackend:
+        from hyperframes_airflow.backends.local import LocalBackend
+
+        backend = make_backend("local", local_root=self.local_root)
+        assert isinstance(backend, LocalBackend)
+        return backend
+
+    def _render_local(self, backend: LocalBackend, job: RenderJob) -> dict[str, Any]:
         force = as_bool(self.force_rerender, name="force_rerender")
         previous = None if force else backend.previous_result(job)
         if previous is not None:
             self.log.info(
-                "Row %d (%s) already rendered with this exact input; returning that result "
+                "Row %d (%s) already rendered with this exact input; reusing that result "
                 "(set force_rerender to render again)",
                 job.input_line,
                 job.output_key,
             )
-            return self._finish(context, previous)
+            return previous
         self.log.info("Rendering row %d -> %s", job.input_line, backend.output_uri(job.output_key))
         try:
-            result = backend.render(
+            row = backend.render(
                 job,
                 on_progress=lambda line: self.log.info("%s", line),
                 on_start=self._remember_pid,
                 timeout_s=self.render_timeout_s,
             )
         except RenderFailed as failure:
+            row = failure.row
             if self._killed:
-                failure.row.update(
+                row.update(
                     status="aborted",
                     error="ABORTED",
                     cause="stopped because its Airflow task was killed (marked, cleared, failed)",
                 )
-            context["ti"].xcom_push(key=ROW_RESULT_KEY, value=failure.row)
-            raise AirflowFailException(
-                f"Row {job.input_line} ({job.output_key}) {failure.row['status']}: "
-                f"{failure.row.get('cause') or failure.row.get('error')}"
-            ) from failure
+            self.log.error("Row %d %s: %s", job.input_line, row["status"], row.get("cause"))
+            return row
         finally:
             self._pid = None
         self.log.info(
             "Row %d done: %s (%s bytes, %s frames)",
             job.input_line,
-            result["outputUri"],
-            result.get("bytes"),
-            result.get("frames"),
+            row["outputUri"],
+            row.get("bytes"),
+            row.get("frames"),
         )
-        return self._finish(context, result)
-
-    @staticmethod
-    def _finish(context: Context, row: dict[str, Any]) -> dict[str, Any]:
-        context["ti"].xcom_push(key=ROW_RESULT_KEY, value=row)
         return row
 
     def _remember_pid(self, pid: int) -> None:

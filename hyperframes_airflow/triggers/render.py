@@ -21,6 +21,10 @@ ROW_RESULT_KEY = "row_result"
 class HyperframesRenderTrigger(BaseTrigger):
     """Wait for one Step Functions render, log its progress, and finish the task from here.
 
+    A task may hold several rows (big batches); the trigger ends the task only for its last row,
+    with every row's result (`previous_results` + this one), and otherwise hands the row back
+    to the operator, which starts the next one.
+
     Waiting goes through the shared `ExecutionWatcher`, so the triggerer makes one ListExecutions
     sweep per state machine per interval however many renders wait. When the execution ends, the
     trigger reads its history once (frames, cost, errors) and yields `TaskSuccessEvent` or
@@ -45,6 +49,7 @@ class HyperframesRenderTrigger(BaseTrigger):
         progress_interval: float = 60.0,
         stop_on_kill: bool = True,
         end_from_trigger: bool = True,
+        previous_results: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.execution_arn = execution_arn
@@ -57,6 +62,7 @@ class HyperframesRenderTrigger(BaseTrigger):
         self.progress_interval = progress_interval
         self.stop_on_kill = stop_on_kill
         self.end_from_trigger = end_from_trigger
+        self.previous_results = previous_results or []
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -72,6 +78,7 @@ class HyperframesRenderTrigger(BaseTrigger):
                 "progress_interval": self.progress_interval,
                 "stop_on_kill": self.stop_on_kill,
                 "end_from_trigger": self.end_from_trigger,
+                "previous_results": self.previous_results,
             },
         )
 
@@ -108,13 +115,16 @@ class HyperframesRenderTrigger(BaseTrigger):
         self.log.info(
             "Render %s for line %s: %s", row["status"], self.job.get("line"), row.get("outputUri")
         )
+        if row["status"] != "succeeded":
+            self.log.error("%s: %s", row.get("error"), row.get("cause"))
         if not self.end_from_trigger:
             yield TriggerEvent(row)
-        elif row["status"] == "succeeded":
-            yield TaskSuccessEvent(xcoms={"return_value": row, ROW_RESULT_KEY: row})
+            return
+        rows: list[Any] = [*self.previous_results, row]
+        if all(r["status"] == "succeeded" for r in rows):
+            yield TaskSuccessEvent(xcoms={"return_value": rows, ROW_RESULT_KEY: rows})
         else:
-            self.log.error("%s: %s", row.get("error"), row.get("cause"))
-            yield TaskFailedEvent(xcoms={ROW_RESULT_KEY: row})
+            yield TaskFailedEvent(xcoms={ROW_RESULT_KEY: rows})
 
     async def _history(self, client: Any) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []

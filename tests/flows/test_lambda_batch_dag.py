@@ -8,6 +8,7 @@ The trigger runs inline under dag.test(); its aiobotocore client talks HTTP to m
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,7 +167,7 @@ def test_big_variables_stay_out_of_xcom_and_the_console_link_is_kept(hf_conn: Mo
     assert str(run.state) == "success"
 
     mapping = _xcom(run, "render_batch.prepare_batch", "return_value")
-    row = mapping[0]["row"]
+    row = mapping[0]["rows"][0]
     assert "variables" not in row and row["variablesRef"] == {"source": batch, "line": 1}
     manifest = _manifest(stack, "hf_lambda_big")
     arn = manifest["rows"][0]["executionArn"]
@@ -176,3 +177,66 @@ def test_big_variables_stay_out_of_xcom_and_the_console_link_is_kept(hf_conn: Mo
     assert sent["Config"]["variables"] == big  # resolved from the batch file by the render task
     link = _xcom(run, "render_batch.render", "_state_machine_executions_details", 0)
     assert link["execution_arn"] == arn and link["region_name"] == stack.region
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_more_rows_than_airflow_maps_share_tasks_one_render_at_a_time(
+    hf_conn: MotoStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above `[core] max_map_length` each render task takes consecutive rows in turn (here the
+    limit is lowered to 3 so 7 rows need 3 tasks); the manifest still has one row per line."""
+    stack = hf_conn
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "3")
+    rows: list[dict[str, Any] | str] = [
+        {"outputKey": f"chunk/{i}.mp4", "variables": {"title": f"T{i}"}} for i in range(7)
+    ]
+    rows[1] = {"outputKey": "chunk/1.mp4", "variables": {"hfTestFate": "fail"}}
+    batch = _put_batch(stack, "batches/chunked.jsonl", rows)
+    stack.reset_calls()
+    run = run_dag(_dag("hf_lambda_chunked", batch))
+
+    assert str(run.state) == "failed"
+    manifest = _manifest(stack, "hf_lambda_chunked")
+    statuses = [r["status"] for r in manifest["rows"]]
+    assert statuses == ["succeeded", "failed", *["succeeded"] * 5]
+    assert [r["inputLine"] for r in manifest["rows"]] == list(range(1, 8))
+    assert stack.calls()["states:StartExecution"] == 7  # exactly one render per row
+    states = ti_states(run)
+    render = {k[1]: v for k, v in states.items() if k[0] == "render_batch.render"}
+    assert render == {0: "failed", 1: "success", 2: "success"}  # the failure stays in its task
+    assert _xcom(run, "render_batch.render", "return_value", 1)[0]["inputLine"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ten_thousand_rows_fit_in_a_mapping_airflow_accepts(tmp_path: Path) -> None:
+    """prepare_batch on a 10,000-row batch: every row planned, at most max_map_length (1024)
+    render tasks, each entry small. Runs the real operator in a real DAG run (dag.test)."""
+    from airflow.sdk import DAG
+
+    from hyperframes_airflow.contract.config import RenderConfig
+    from hyperframes_airflow.operators.prepare import HyperframesPrepareBatchOperator
+
+    batch = tmp_path / "big.jsonl"
+    with batch.open("w") as fh:
+        for i in range(10_000):
+            fh.write(json.dumps({"outputKey": f"v/{i}.mp4", "variables": {"name": f"N{i}"}}) + "\n")
+    with DAG(dag_id="hf_prepare_10k", schedule=None) as dag:
+        HyperframesPrepareBatchOperator(
+            task_id="prepare_batch",
+            project_dir=str(TEMPLATE),
+            batch=str(batch),
+            config=RenderConfig(width=640, height=360, fps=30),
+            backend="local",
+            local_root=str(tmp_path / "root"),
+        )
+    run = run_dag(dag)
+    assert str(run.state) == "success"
+    mapping = _xcom(run, "prepare_batch", "return_value")
+    assert len(mapping) <= 1024
+    lines = [row["line"] for entry in mapping for row in entry["rows"]]
+    assert lines == list(range(1, 10_001))
+    assert max(len(json.dumps(entry)) for entry in mapping) < 10 * 400
+    summary = _xcom(run, "prepare_batch", "batch")
+    assert len(summary["rows"]) == 10_000 and summary["rows"][-1]["mapIndex"] == len(mapping) - 1

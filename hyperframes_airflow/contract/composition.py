@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
+from hyperframes_airflow.contract._js import js_typeof
 from hyperframes_airflow.contract.config import DISTRIBUTED_FPS
 
 __all__ = [
@@ -78,17 +79,6 @@ class Composition(BaseModel):
 # --- JS value semantics -------------------------------------------------------------------
 
 
-def _js_typeof(value: Any) -> str:
-    """`typeof` for a value that came out of `json.loads`."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "object"  # None, list and dict are all "object" in JS
-
-
 def _is_composition_variable(entry: Any) -> bool:
     """Port of `isCompositionVariable`: the CLI drops entries failing it without a word."""
     if not isinstance(entry, dict):
@@ -98,7 +88,7 @@ def _is_composition_variable(entry: Any) -> bool:
     var_type = entry.get("type")
     if not isinstance(var_type, str) or var_type not in _VARIABLE_TYPES:
         return False
-    if "default" not in entry or _js_typeof(entry["default"]) != _DEFAULT_TYPEOF[var_type]:
+    if "default" not in entry or js_typeof(entry["default"]) != _DEFAULT_TYPEOF[var_type]:
         return False
     return not (var_type == "enum" and not isinstance(entry.get("options"), list))
 

@@ -16,10 +16,11 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hyperframes_airflow.contract._js import UNDEFINED, js_number_string, js_string, js_type_of
 
 __all__ = [
     "CODECS",
@@ -100,70 +101,9 @@ class InvalidConfigError(Exception):
         super().__init__(f"[validateConfig] {field}: {detail}")
 
 
-# --- JS value rendering -------------------------------------------------------------------
-
-
-class _Undefined:
-    """A key absent from the config document: JS `undefined`."""
-
-    def __repr__(self) -> str:
-        return "undefined"
-
-
-_UNDEFINED: Any = _Undefined()
-
-
-def _js_number_string(value: float) -> str:
-    """`Number.prototype.toString()` for a double (Python differs on exponents and `.0`)."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    if value == 0:
-        return "0"
-    sign = "-" if value < 0 else ""
-    _, digit_tuple, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
-    assert isinstance(exponent, int)
-    digits = "".join(map(str, digit_tuple))
-    k = len(digits)
-    n = exponent + k  # the decimal point sits after n digits
-    if k <= n <= 21:
-        text = digits + "0" * (n - k)
-    elif 0 < n <= 21:
-        text = f"{digits[:n]}.{digits[n:]}"
-    elif -6 < n <= 0:
-        text = "0." + "0" * -n + digits
-    else:
-        e = n - 1
-        mantissa = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
-        text = f"{mantissa}e{'+' if e > 0 else '-'}{abs(e)}"
-    return sign + text
-
-
-def _js_string(value: Any) -> str:
-    """JS `String(value)`, used for the `got X` part of every message."""
-    if value is _UNDEFINED:
-        return "undefined"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _js_number_string(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list | tuple):
-        return ",".join("" if item is None else _js_string(item) for item in value)
-    if isinstance(value, Mapping):
-        return "[object Object]"
-    return str(value)
-
-
 def _json_stringify(value: Any) -> str:
     """`JSON.stringify(value)` for the scalar a user may put in `bitrate`."""
-    if value is _UNDEFINED:
+    if value is UNDEFINED:
         return "undefined"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
@@ -171,7 +111,7 @@ def _json_stringify(value: Any) -> str:
         return "null"
     if isinstance(value, list | tuple | Mapping):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    return _js_string(value)
+    return js_string(value)
 
 
 def _is_js_number(value: Any) -> bool:
@@ -206,35 +146,33 @@ def _fail(field: str, detail: str) -> InvalidConfigError:
 
 def _check_dimension(field: str, value: Any) -> None:
     if not _is_js_integer(value):
-        raise _fail(field, f"must be an integer; got {_js_string(value)}")
+        raise _fail(field, f"must be an integer; got {js_string(value)}")
     if value < MIN_DIMENSION or value > MAX_DIMENSION:
-        raise _fail(
-            field, f"must be in [{MIN_DIMENSION}, {MAX_DIMENSION}]; got {_js_string(value)}"
-        )
+        raise _fail(field, f"must be in [{MIN_DIMENSION}, {MAX_DIMENSION}]; got {js_string(value)}")
     if value % 2 != 0:
-        raise _fail(field, f"must be even (yuv420p constraint); got {_js_string(value)}")
+        raise _fail(field, f"must be even (yuv420p constraint); got {js_string(value)}")
 
 
 def _check_enum(
     field: str, value: Any, allowed: tuple[str, ...], lead: str = "must be one of"
 ) -> None:
-    if value is not _UNDEFINED and not _one_of(value, allowed):
-        raise _fail(field, f"{lead} {', '.join(allowed)}; got {_js_string(value)}")
+    if value is not UNDEFINED and not _one_of(value, allowed):
+        raise _fail(field, f"{lead} {', '.join(allowed)}; got {js_string(value)}")
 
 
 def _check_count(field: str, value: Any, maximum: int | None) -> None:
     """An optional positive integer, optionally capped (chunk sizes, parallelism, workers)."""
-    if value is _UNDEFINED:
+    if value is UNDEFINED:
         return
     if not _is_js_integer(value) or value < 1:
-        raise _fail(field, f"must be a positive integer; got {_js_string(value)}")
+        raise _fail(field, f"must be a positive integer; got {js_string(value)}")
     if maximum is not None and value > maximum:
-        raise _fail(field, f"must be <= {maximum}; got {_js_string(value)}")
+        raise _fail(field, f"must be <= {maximum}; got {js_string(value)}")
 
 
 def _check_boolean(field: str, value: Any) -> None:
-    if value is not _UNDEFINED and not isinstance(value, bool):
-        raise _fail(field, f"must be a boolean; got {_js_string(value)}")
+    if value is not UNDEFINED and not isinstance(value, bool):
+        raise _fail(field, f"must be a boolean; got {js_string(value)}")
 
 
 def _check_document(doc: Mapping[str, Any]) -> None:
@@ -244,29 +182,29 @@ def _check_document(doc: Mapping[str, Any]) -> None:
         raise _fail("config", "must be an object")
 
     def get(key: str) -> Any:
-        return doc.get(key, _UNDEFINED)
+        return doc.get(key, UNDEFINED)
 
     fps = get("fps")
     if not (_is_js_number(fps) and fps in DISTRIBUTED_FPS):
         allowed = ", ".join(map(str, DISTRIBUTED_FPS))
-        raise _fail("config.fps", f"must be one of {allowed}; got {_js_string(fps)}")
+        raise _fail("config.fps", f"must be one of {allowed}; got {js_string(fps)}")
 
     _check_dimension("config.width", get("width"))
     _check_dimension("config.height", get("height"))
 
     fmt = get("format")
     if not _one_of(fmt, FORMATS):
-        raise _fail("config.format", f"must be one of {', '.join(FORMATS)}; got {_js_string(fmt)}")
+        raise _fail("config.format", f"must be one of {', '.join(FORMATS)}; got {js_string(fmt)}")
 
     # Not checked by the SDK (a bad value fails minutes later in Plan): ours.
     _check_enum("config.outputResolution", get("outputResolution"), OUTPUT_RESOLUTIONS)
     _check_boolean("config.outputResolutionAspectAgnostic", get("outputResolutionAspectAgnostic"))
 
     codec = get("codec")
-    if codec is not _UNDEFINED:
+    if codec is not UNDEFINED:
         if fmt != "mp4":
             raise _fail(
-                "config.codec", f'is only valid with format="mp4"; got format={_js_string(fmt)}'
+                "config.codec", f'is only valid with format="mp4"; got format={js_string(fmt)}'
             )
         _check_enum("config.codec", codec, CODECS)
 
@@ -274,12 +212,12 @@ def _check_document(doc: Mapping[str, Any]) -> None:
     _check_enum("config.videoFrameFormat", get("videoFrameFormat"), VIDEO_FRAME_FORMATS)
 
     crf, bitrate = get("crf"), get("bitrate")
-    if crf is not _UNDEFINED and bitrate is not _UNDEFINED:
+    if crf is not UNDEFINED and bitrate is not UNDEFINED:
         raise _fail("config.crf", "is mutually exclusive with config.bitrate")
-    if crf is not _UNDEFINED and (not _is_js_integer(crf) or crf < 0 or crf > 51):
-        raise _fail("config.crf", f"must be an integer in [0, 51]; got {_js_string(crf)}")
-    if bitrate is not _UNDEFINED:
-        if not _BITRATE.fullmatch(_js_string(bitrate)):
+    if crf is not UNDEFINED and (not _is_js_integer(crf) or crf < 0 or crf > 51):
+        raise _fail("config.crf", f"must be an integer in [0, 51]; got {js_string(crf)}")
+    if bitrate is not UNDEFINED:
+        if not _BITRATE.fullmatch(js_string(bitrate)):
             raise _fail(
                 "config.bitrate", f'must look like "10M" or "5000k"; got {_json_stringify(bitrate)}'
             )
@@ -302,7 +240,7 @@ def _check_document(doc: Mapping[str, Any]) -> None:
         validate_variables_payload(doc["variables"])
 
     engine_config = get("engineConfig")
-    if engine_config is not _UNDEFINED and not isinstance(engine_config, dict):
+    if engine_config is not UNDEFINED and not isinstance(engine_config, dict):
         # Only the first rule of `validateEngineConfigSnapshot`; the full snapshot rules are not
         # ported (the contract advises omitting engineConfig).
         raise _fail("config.engineConfig", "Engine config snapshot must be a plain object")
@@ -312,7 +250,7 @@ def _check_document(doc: Mapping[str, Any]) -> None:
     _check_boolean("config.failClosedFontFetch", get("failClosedFontFetch"))
     _check_boolean("config.cfr", get("cfr"))
     entry_file = get("entryFile")
-    if entry_file is not _UNDEFINED and not (isinstance(entry_file, str) and entry_file):
+    if entry_file is not UNDEFINED and not (isinstance(entry_file, str) and entry_file):
         raise _fail(
             "config.entryFile", f"must be a non-empty string; got {_json_stringify(entry_file)}"
         )
@@ -324,19 +262,9 @@ def _check_document(doc: Mapping[str, Any]) -> None:
 
 def _describe(value: Any) -> str:
     """`describeValue`, with Python type names standing in for JS constructor names."""
-    if value is None:
-        return "null"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if type(value) is dict:
-        return "object"
-    return type(value).__name__
+    if value is None or isinstance(value, list | tuple | bool | int | float | str):
+        return js_type_of(value)
+    return "object" if type(value) is dict else type(value).__name__
 
 
 def _has_lone_surrogate(text: str) -> bool:
@@ -363,7 +291,7 @@ def _walk_variables(value: Any, path: str, ancestors: set[int]) -> None:
             raise _fail(
                 path,
                 "non-finite numbers (NaN / Infinity) are not JSON-serializable; "
-                f"got {_js_number_string(value)}",
+                f"got {js_number_string(value)}",
             )
         return
     if not isinstance(value, list | tuple | dict):

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperframes_airflow.contract._js import UNDEFINED, js_string, js_type_of
 from hyperframes_airflow.contract.composition import VariableDeclaration
 
 __all__ = ["VariableIssue", "VariableIssueKind", "js_type_of", "validate_variables"]
@@ -58,21 +59,6 @@ class VariableIssue(BaseModel):
         return self.safe_message
 
 
-def js_type_of(value: Any) -> str:
-    """`jsTypeOf`: `null`, `array`, or what JS `typeof` says for the JSON value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    return "object"
-
-
 def _is_finite_number(value: Any) -> bool:
     """A JS finite number: bool is its own type in JS; ints too big for a double are Infinity."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -83,27 +69,11 @@ def _is_finite_number(value: Any) -> bool:
         return False
 
 
-_UNDEFINED = object()
-
-
 def _option_value(option: Any) -> Any:
     """`option.value` as JS reads it: undefined for non-objects or a missing key."""
     if isinstance(option, Mapping) and "value" in option:
         return option["value"]
-    return _UNDEFINED
-
-
-def _js_string(value: Any) -> str:
-    """`String(v)` for an enum option value, which Node prints unchecked."""
-    if value is _UNDEFINED:
-        return "undefined"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    return UNDEFINED
 
 
 def _mismatch(declaration: VariableDeclaration, expected: str, actual: str) -> VariableIssue:
@@ -134,7 +104,7 @@ def _check_type(value: Any, declaration: VariableDeclaration) -> VariableIssue |
         return VariableIssue(
             kind="enum-out-of-range",
             variable_id=declaration.id,
-            allowed=[_js_string(option) for option in options],
+            allowed=[js_string(option) for option in options],
             actual=value,
         )
     if kind == "font":

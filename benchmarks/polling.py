@@ -27,6 +27,7 @@ from hyperframes_airflow.backends.lambda_ import LambdaBackend
 from hyperframes_airflow.contract.config import RenderConfig
 from tests.moto_stack import MotoStack
 
+SECTION_ID = "B2"
 READS = ("states:DescribeExecution", "states:ListExecutions", "states:GetExecutionHistory")
 
 

@@ -110,7 +110,7 @@ for var, key in (
             fail(f"{var} must be an integer; got {env[var]!r}")
         extra[key] = int(env[var])
 
-conn = {"conn_type": "aws", "extra": extra}
+conn = {"conn_type": "aws", "extra": json.dumps(extra)}  # a string keeps the JSON types
 key_id = env.get("HYPERFRAMES_AWS_ACCESS_KEY_ID")
 secret = env.get("HYPERFRAMES_AWS_SECRET_ACCESS_KEY")
 if bool(key_id) != bool(secret):

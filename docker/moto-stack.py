@@ -3,8 +3,8 @@
 Used by the `moto` profile of docker/docker-compose.yaml (then `init.sh` writes the connection),
 and runnable by hand against any moto server:
 
-    AWS_ENDPOINT_URL=http://127.0.0.1:5000 HYPERFRAMES_BUCKET=my-render-bucket \
-    HYPERFRAMES_STATE_MACHINE_ARN=arn:aws:states:us-east-1:123456789012:stateMachine:hyperframes-render \
+    export AWS_ENDPOINT_URL=http://127.0.0.1:5000 HYPERFRAMES_BUCKET=my-render-bucket
+    export HYPERFRAMES_STATE_MACHINE_ARN=arn:aws:states:us-east-1:123456789012:stateMachine:x
     python docker/moto-stack.py examples/batches/welcome.jsonl
 
 It creates the bucket and the state machine named by the same variables `init.sh` reads, so the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -29,6 +30,10 @@ _NO_RESULT: dict[str | None, tuple[str, str]] = {
     "failed": ("failed", "render task failed without a result; see its log"),
     "removed": ("skipped", "not started: task removed"),
 }
+#: A failed render task that never ran (no `row_result` at all: `execute` pushes one first).
+#: Marking a DAG run failed sets every map index of a running mapped task to failed, including
+#: the ones still waiting for a pool slot, so "failed" alone does not mean a render started.
+_NEVER_RAN = ("skipped", "not started: its task was failed before it ran (e.g. run marked failed)")
 
 
 class HyperframesCollectManifestOperator(BaseOperator):
@@ -120,10 +125,12 @@ class HyperframesCollectManifestOperator(BaseOperator):
         indexes = sorted({r["mapIndex"] for r in planned if r.get("mapIndex") is not None})
         results: dict[int, dict[str, Any]] = {}
         states: dict[int, str] = {}
+        never_ran: set[int] = set()
         if indexes:
             pulled = ti.xcom_pull(
                 task_ids=self.render_task_id, key=ROW_RESULT_KEY, map_indexes=indexes
             )
+            never_ran = {i for i, value in zip(indexes, pulled, strict=True) if value is None}
             for value in pulled:
                 results.update(_by_line(value))
             states = self._render_states(ti)
@@ -134,6 +141,7 @@ class HyperframesCollectManifestOperator(BaseOperator):
                     if r.get("mapIndex") is not None
                     and r["line"] not in results
                     and states.get(r["mapIndex"]) == "failed"
+                    and r["mapIndex"] not in never_ran
                 }
             )
             if killed:
@@ -148,7 +156,10 @@ class HyperframesCollectManifestOperator(BaseOperator):
             if status is None:
                 index = r.get("mapIndex")
                 state = states.get(index) if index is not None else None
-                status, error = _NO_RESULT.get(state, ("skipped", "not started"))
+                if state == "failed" and index in never_ran:
+                    status, error = _NEVER_RAN
+                else:
+                    status, error = _NO_RESULT.get(state, ("skipped", "not started"))
             rows.append(
                 ManifestRow(
                     input_line=r["line"],
@@ -228,7 +239,18 @@ class HyperframesCollectManifestOperator(BaseOperator):
 
 
 def _by_line(value: Any) -> dict[int, dict[str, Any]]:
-    """A render task's results (a list of manifest rows; one dict from older tasks) by line."""
+    """A render task's results (a list of manifest rows; one dict from older tasks) by line.
+
+    Results the trigger pushed (`TaskSuccessEvent`/`TaskFailedEvent` xcoms) reach a worker as a
+    JSON *string* on a real Airflow 3.3 stack: the triggerer stores them through the ORM's
+    `XComModel.set`, which json-encodes the value into the JSON column, and the Execution API
+    hands that column back raw (`dag.test()` does not show it). Decode such strings here.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
     if isinstance(value, dict):
         value = [value]
     return {r["inputLine"]: r for r in value or [] if isinstance(r, dict) and "inputLine" in r}

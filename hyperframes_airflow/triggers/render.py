@@ -17,6 +17,9 @@ from hyperframes_airflow.triggers.watcher import ExecutionWatcher, read_budget
 #: XCom key every render pushes its manifest row under (shared with the operator).
 ROW_RESULT_KEY = "row_result"
 
+#: `on_kill` stops still in flight, referenced so they run to the end (see `on_kill`).
+_KILL_STOPS: set[asyncio.Future[None]] = set()
+
 
 class HyperframesRenderTrigger(BaseTrigger):
     """Wait for one Step Functions render, log its progress, and finish the task from here.
@@ -169,7 +172,19 @@ class HyperframesRenderTrigger(BaseTrigger):
         return execution_result_row(self.job, described, events, memory_mb=self.memory_mb)
 
     async def on_kill(self) -> None:
-        """Stop the execution when a user killed the task (not on triggerer restarts)."""
+        """Stop the execution when a user killed the task (not on triggerer restarts).
+
+        The work runs in its own task, shielded: Airflow 3.3.2's triggerer re-sends the
+        cancellation on every state sync while `on_kill` runs, which cancels `on_kill` at its
+        next await (and swallows that silently) long before `[triggerer] on_kill_timeout`; seen
+        on a real stack, the StopExecution was never sent. The shielded task finishes anyway.
+        """
+        stop = asyncio.ensure_future(self._stop_on_kill())
+        _KILL_STOPS.add(stop)
+        stop.add_done_callback(_KILL_STOPS.discard)
+        await asyncio.shield(stop)
+
+    async def _stop_on_kill(self) -> None:
         if not self.stop_on_kill:
             self.log.info(
                 "Task killed; leaving %s running (stop_on_kill=False)", self.execution_arn

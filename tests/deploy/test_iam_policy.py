@@ -25,10 +25,10 @@ import ast
 import copy
 import json
 import re
+import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -207,6 +207,23 @@ def test_policy_is_well_formed_and_has_no_wildcard_grants() -> None:
             assert resource.startswith("arn:aws:"), f"{statement['Sid']}: {resource}"
     placeholders = set(re.findall(r"<[A-Z_]+>", POLICY_PATH.read_text(encoding="utf-8")))
     assert placeholders == set(SAMPLE)
+
+
+def test_the_guide_shows_this_policy_and_its_sed_fills_every_placeholder() -> None:
+    guide = (REPO / "docs" / "deploying.md").read_text(encoding="utf-8")
+    section = guide[guide.index("## Least-privilege IAM") :]
+    shown = re.search(r"```json\n(.*?)```", section, flags=re.S)
+    assert shown and json.loads(shown[1]) == json.loads(POLICY_PATH.read_text(encoding="utf-8"))
+    script = re.search(r"```bash\n(sed .*?docs/iam-policy.json)", section, flags=re.S)
+    assert script, "the guide's sed command"
+    filled = subprocess.run(
+        ["bash", "-c", script[1].replace(" > policy.json", "")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "<" not in filled and json.loads(filled)["Statement"]
 
 
 def test_the_package_only_talks_to_s3_step_functions_and_cloudformation() -> None:

@@ -352,6 +352,24 @@ class AirflowStack:
         """The end of a component's log, for assertion messages."""
         return _tail(self.logs_dir / f"{component}.log", lines)
 
+    def task_log(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        map_index: int | None = None,
+        try_number: int | None = None,
+    ) -> str:
+        """The text of a task instance's log files (every try unless `try_number`), including
+        what its trigger logged while it was deferred (`attempt=N.log.trigger.*`)."""
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        if map_index is not None and map_index >= 0:
+            folder = folder / f"map_index={map_index}"
+        pattern = f"attempt={try_number}.log*" if try_number is not None else "attempt=*.log*"
+        return "\n".join(
+            p.read_text(errors="replace") for p in sorted(folder.glob(pattern)) if p.is_file()
+        )
+
     # -- REST ------------------------------------------------------------------------------------
 
     @property

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from airflow.sdk import DAG, Context, Param
+from airflow.sdk import DAG, Param
 
 import hyperframes_airflow.batch as batch_factory
 from hyperframes_airflow.batch import render_batch
@@ -67,20 +67,19 @@ def _batch_group(**options: Any) -> None:
 class CrashAfterStartRenderOperator(HyperframesRenderOperator):
     """Dies (SIGKILL, no cleanup) right after StartExecution, on try 1, for `hfTestCrash` rows."""
 
-    def _execute_lambda(self, context: Context, backend: Any, job: Any) -> dict[str, Any]:
-        variables = self.row.get("variables") or {}
-        if context["ti"].try_number == 1 and variables.get("hfTestCrash"):
-            ensure_started = backend.ensure_started
+    def _lambda(self) -> Any:
+        backend = super()._lambda()
+        ensure_started = backend.ensure_started
 
-            def start_then_die(*args: Any, **kwargs: Any) -> Any:
-                outcome = ensure_started(*args, **kwargs)
+        def start_then_die(job: Any, **kwargs: Any) -> Any:
+            outcome = ensure_started(job, **kwargs)
+            if job.attempt == 1 and job.variables.get("hfTestCrash"):  # attempt = try number
                 self.log.warning("hfTestCrash: SIGKILL after starting %s", outcome.execution_arn)
                 os.kill(os.getpid(), signal.SIGKILL)
-                return outcome  # never reached
+            return outcome
 
-            backend.ensure_started = start_then_die
-        result: dict[str, Any] = super()._execute_lambda(context, backend, job)
-        return result
+        backend.ensure_started = start_then_die  # type: ignore[method-assign]
+        return backend
 
 
 with DAG(
@@ -94,16 +93,18 @@ with DAG(
 ):
     _batch_group()
 
-with DAG(
-    dag_id="hf_stack_lambda_crash",
-    schedule=None,
-    catchup=False,
-    max_active_runs=4,
-    tags=["hyperframes", "test"],
-    params=PARAMS,
-    doc_md=__doc__,
+# render_batch has no operator-class argument (a test-only need): swap the class it uses for
+# the length of this one DAG definition.
+with (
+    mock.patch.object(batch_factory, "HyperframesRenderOperator", CrashAfterStartRenderOperator),
+    DAG(
+        dag_id="hf_stack_lambda_crash",
+        schedule=None,
+        catchup=False,
+        max_active_runs=4,
+        tags=["hyperframes", "test"],
+        params=PARAMS,
+        doc_md=__doc__,
+    ),
 ):
-    # render_batch has no operator-class argument (a test-only need): swap the class it uses
-    # for the length of this one call.
-    with mock.patch.object(batch_factory, "HyperframesRenderOperator", CrashAfterStartRenderOperator):
-        _batch_group(render_retries=1, render_retry_delay=timedelta(seconds=2))
+    _batch_group(render_retries=1, render_retry_delay=timedelta(seconds=2))

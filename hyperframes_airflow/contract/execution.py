@@ -89,21 +89,47 @@ def build_execution_input(
     }
 
 
-def _js_numbers(value: Any, path: str) -> Any:
+class _NonFinite(ValueError):
+    pass
+
+
+def _js_numbers(value: Any) -> Any:
     """Copy `value` with integral floats as ints, so `30.0` is written `30` as JS would."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:  # the common leaves, fast
+        return value
+    if kind is dict:
+        return {k: _js_numbers(v) for k, v in value.items()}
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(
-                f"{path}: non-finite numbers (NaN / Infinity) are not JSON-serializable"
-            )
+            raise _NonFinite
         if value.is_integer() and abs(value) < _JS_PLAIN_INTEGER_LIMIT:
             return int(value)
         return value
     if isinstance(value, Mapping):
-        return {k: _js_numbers(v, f"{path}.{k}") for k, v in value.items()}
+        return {k: _js_numbers(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_js_numbers(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_js_numbers(v) for v in value]
     return value
+
+
+def _non_finite_path(value: Any, path: str) -> str | None:
+    """Where the first NaN/Infinity is (only walked when there is one: paths cost time)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    items: Any = (
+        value.items()
+        if isinstance(value, Mapping)
+        else ((f"[{i}]", v) for i, v in enumerate(value))
+        if isinstance(value, list | tuple)
+        else ()
+    )
+    for key, item in items:
+        sub = f"{path}{key}" if str(key).startswith("[") else f"{path}.{key}"
+        found = _non_finite_path(item, sub)
+        if found:
+            return found
+    return None
 
 
 def encode_execution_input(doc: Mapping[str, Any]) -> str:
@@ -113,9 +139,14 @@ def encode_execution_input(doc: Mapping[str, Any]) -> str:
     they are not text. Non-integral floats in exponent range (e.g. `1e-05`) may differ from JS by
     a byte or two in spelling; the value parses identically.
     """
-    text = json.dumps(
-        _js_numbers(doc, "input"), separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    try:
+        normalised = _js_numbers(doc)
+    except _NonFinite:
+        path = _non_finite_path(doc, "input")
+        raise ValueError(
+            f"{path}: non-finite numbers (NaN / Infinity) are not JSON-serializable"
+        ) from None
+    text = json.dumps(normalised, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -101,10 +101,11 @@ def plan_batch(
         r.line: InvalidRow(r.line, r.output_key, list(r.errors)) for r in parsed.rejected
     }
     project_uri = f"s3://{bucket}/{site_key(site_id)}"
+    base_wire = config.to_wire()  # validated once; each row only adds its variables, last
     for row in parsed.rows:
         row_issues = _variable_issues(row, composition, strict_variables)
         plan.issues.extend(row_issues)
-        planned, size_issue = _plan_row(row, config, project_uri, bucket, dag_id, run_id)
+        planned, size_issue = _plan_row(row, base_wire, project_uri, bucket, dag_id, run_id)
         if size_issue is not None:
             plan.issues.append(size_issue)
             row_issues.append(size_issue)
@@ -130,13 +131,14 @@ def _variable_issues(row: BatchRow, composition: Composition, strict: bool) -> l
 
 def _plan_row(
     row: BatchRow,
-    config: RenderConfig,
+    base_wire: Mapping[str, Any],
     project_uri: str,
     bucket: str,
     dag_id: str,
     run_id: str,
 ) -> tuple[PlannedRow | None, Issue | None]:
-    wire = config.to_wire(variables=row.variables)
+    # Node spreads `variables: row.variables` last; parsed rows hold only JSON values.
+    wire = {**base_wire, "variables": row.variables} if row.variables else dict(base_wire)
     digest = render_digest(
         project_s3_uri=project_uri, bucket=bucket, output_key=row.output_key, config=wire
     )

@@ -70,9 +70,9 @@ def test_many_waiting_renders_share_one_sweep(hf_conn: MotoStack) -> None:
 
     assert all(isinstance(e, TaskSuccessEvent) for e in events[:12])
     assert isinstance(events[12], TaskFailedEvent)
-    rows = [e.xcoms[ROW_RESULT_KEY] for e in events]
+    rows = [e.xcoms[ROW_RESULT_KEY][0] for e in events]  # one row per task here
     assert {r["status"] for r in rows[:12]} == {"succeeded"}
-    assert events[0].xcoms["return_value"] == rows[0]
+    assert events[0].xcoms["return_value"] == [rows[0]]
     assert rows[12]["status"] == "failed" and rows[12]["error"] == "FONT_FETCH_FAILED"
     # One ListExecutions sweep serves all 13 renders; each render is described once when it
     # leaves RUNNING (plus at most a couple of races), never polled one by one.

@@ -66,7 +66,10 @@ def moto() -> Iterator[MotoStack]:
 @pytest.fixture(scope="module")
 def stack(moto: MotoStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     home = tmp_path_factory.mktemp("airflow-home-lambda")
-    with AirflowStack(home, STACK_DAGS, env=moto.airflow_conn_env()) as running:
+    # No task is running when the module ends, so stop() need not wait long for one to report
+    # (the LocalExecutor otherwise holds the scheduler until the second SIGTERM).
+    airflow = AirflowStack(home, STACK_DAGS, env=moto.airflow_conn_env(), stop_timeout_s=8)
+    with airflow as running:
         print(f"stack start-up: {running.startup_seconds}")
         running.create_pool(RENDER_POOL, POOL_SLOTS, include_deferred=True)
         for dag_id in (DAG_ID, CRASH_DAG_ID):
@@ -80,6 +83,7 @@ def stack(moto: MotoStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 executionArn=execution["executionArn"]
             )
         assert running_now == [], f"executions left RUNNING: {running_now}"
+    print(f"stack stop: {running.stop_seconds} s")
     assert running.leftovers == [], f"processes left after stop(): {running.leftovers}"
 
 
@@ -374,7 +378,7 @@ def test_retry_after_a_worker_crash_reattaches_instead_of_rendering_twice(
         moto,
         "batches/crash.jsonl",
         [
-            {"outputKey": "crash/x.mp4", "variables": {"hfTestCrash": True, "hfTestSeconds": 15}},
+            {"outputKey": "crash/x.mp4", "variables": {"hfTestCrash": True, "hfTestSeconds": 12}},
             {"outputKey": "crash/ok.mp4", "variables": {"hfTestSeconds": 1}},
         ],
     )
@@ -399,8 +403,10 @@ def test_retry_after_a_worker_crash_reattaches_instead_of_rendering_twice(
     assert calls["states:StartExecution"] == 2, calls
     first = stack.task_log(CRASH_DAG_ID, run_id, RENDER_TASK_ID, map_index=0, try_number=1)
     retry = stack.task_log(CRASH_DAG_ID, run_id, RENDER_TASK_ID, map_index=0, try_number=2)
+    # Try 1 died by SIGKILL (the supervisor reports it as it would an OOM kill) ...
+    assert "SIGKILL" in first, first[-3000:]
+    # ... and try 2 found the running execution and waited on it.
     assert f"Re-attached to {row['executionArn']}" in retry, retry[-3000:]
-    print(f"try 1 log tail: {first.strip().splitlines()[-1:] if first else '(none)'}")
 
 
 @pytest.mark.timeout(180)

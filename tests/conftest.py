@@ -37,4 +37,20 @@ def hf_conn(moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch) -> MotoStack
     """`AIRFLOW_CONN_HYPERFRAMES_DEFAULT` pointing at the moto stack for this test."""
     for key, value in moto_stack.airflow_conn_env().items():
         monkeypatch.setenv(key, value)
+    forget_object_stores()
     return moto_stack
+
+
+def forget_object_stores() -> None:
+    """ObjectStoragePath caches one file system per (protocol, conn_id) for the process's life.
+    Tasks run in fresh processes in production, but here one pytest process runs DAGs against
+    several moto servers under the same conn id: drop the cache so each sees its own server."""
+    import fsspec
+    from airflow.sdk.io import store
+
+    store._STORE_CACHE.clear()
+    classes = [fsspec.AbstractFileSystem]
+    while classes:
+        cls = classes.pop()
+        cls.clear_instance_cache()
+        classes.extend(cls.__subclasses__())

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, forget_object_stores
 from tests.moto_stack import TEST_ACCOUNT, MotoStack
 
 POLICY_PATH = REPO / "docs" / "iam-policy.json"
@@ -360,6 +360,7 @@ def test_a_user_with_exactly_this_policy_runs_a_whole_batch(
     env = _user_env(stack, _moto_policy(stack), stack_name="hf-stack")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    forget_object_stores()
 
     with DAG(dag_id="hf_deploy_iam", schedule=None, catchup=False) as dag:
         render_batch(
@@ -424,6 +425,7 @@ def test_each_statement_is_needed(
         extra = {"bucket_name": stack.bucket, "state_machine_arn": stack.state_machine_arn}
     for key, value in _user_env(stack, _moto_policy(stack, drop_sid=drop), **extra).items():
         monkeypatch.setenv(key, value)
+    forget_object_stores()
     existing = stack.state_machine_arn.replace(":stateMachine:", ":execution:") + ":nope"
     with stack.enforce_iam():
         hook = HyperframesStackHook()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -233,6 +234,11 @@ def test_a_lost_start_race_is_resolved_by_describing_again(
 def test_stop_is_idempotent(hf_conn: MotoStack, backend: LambdaBackend) -> None:
     outcome = backend.ensure_started(_job(hfTestFate="hang"))
     assert backend.stop(outcome.execution_arn, cause="task killed") is True
+    # moto closes the execution a moment after StopExecution returns (AWS may too): once it
+    # reads ABORTED, stopping again is a no-op that reports it did nothing.
+    deadline = time.monotonic() + 5
+    while backend.status(outcome.execution_arn) == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert backend.stop(outcome.execution_arn, cause="task killed") is False
     missing = backend.execution_arn("hf-test-never-started")
     assert backend.stop(missing) is False

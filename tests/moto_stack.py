@@ -56,7 +56,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -544,3 +544,16 @@ class MotoStack:
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
+
+
+def eventually(
+    fetch: Callable[[], Any], done: Callable[[Any], bool], timeout_s: float = 5.0
+) -> Any:
+    """Poll `fetch()` until `done(value)`: moto closes a stopped execution a moment after
+    StopExecution returns (so may AWS), so a state read right after a stop can still say RUNNING."""
+    deadline = time.monotonic() + timeout_s
+    value = fetch()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = fetch()
+    return value

@@ -17,7 +17,7 @@ from hyperframes_airflow.backends.lambda_ import LambdaBackend
 from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.operators.render import EXECUTION_KEY, HyperframesRenderOperator
 from hyperframes_airflow.triggers.render import ROW_RESULT_KEY
-from tests.moto_stack import MotoStack
+from tests.moto_stack import MotoStack, eventually
 
 
 class _XComTI:
@@ -71,7 +71,8 @@ def test_deferral_timeout_stops_the_execution_and_records_timed_out(hf_conn: Mot
             {"error": TriggerFailureReason.TRIGGER_TIMEOUT},
             {"ti": ti},  # type: ignore[arg-type]
         )
-    assert backend.status(outcome.execution_arn) == "ABORTED"
+    status = eventually(lambda: backend.status(outcome.execution_arn), lambda s: s != "RUNNING")
+    assert status == "ABORTED"
     (row,) = ti.store[ROW_RESULT_KEY]
     assert row["status"] == "timed-out" and row["inputLine"] == 7
     assert row["executionArn"] == outcome.execution_arn and "5" in row["cause"]

@@ -17,7 +17,7 @@ from hyperframes_airflow.hooks.hyperframes import (
     StackSettingsError,
     read_cli_state_file,
 )
-from tests.moto_stack import MotoStack
+from tests.moto_stack import MotoStack, eventually
 
 
 def _use_conn(
@@ -302,6 +302,7 @@ def test_start_describe_history_stop_and_list(hf_conn: MotoStack) -> None:
     assert name in {e["name"] for e in hook.list_executions("RUNNING")}
 
     assert hook.stop_execution(arn, error="AIRFLOW_TASK_STOPPED", cause="test") is True
+    eventually(lambda: hook.describe_execution(arn), lambda d: d["status"] != "RUNNING")
     assert hook.stop_execution(arn) is False  # already closed: a no-op, no error
     stopped = hook.describe_execution(arn)
     assert stopped is not None and stopped["status"] == "ABORTED"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hyperframes_airflow.contract.progress import render_progress
-from tests.moto_stack import MOCK_CHUNKS, MOCK_FILE_SIZE, MOCK_FRAMES, MotoStack
+from tests.moto_stack import MOCK_CHUNKS, MOCK_FILE_SIZE, MOCK_FRAMES, MotoStack, eventually
 
 
 def _input(stack: MotoStack, name: str, **variables: Any) -> str:
@@ -107,7 +107,10 @@ def test_hang_runs_until_stopped(moto_stack: MotoStack) -> None:
     assert describe["status"] == "RUNNING"
     sfn = moto_stack.boto3_client("stepfunctions")
     sfn.stop_execution(executionArn=describe["executionArn"], error="E", cause="C")
-    stopped = sfn.describe_execution(executionArn=describe["executionArn"])
+    stopped = eventually(
+        lambda: sfn.describe_execution(executionArn=describe["executionArn"]),
+        lambda d: d["status"] != "RUNNING",
+    )
     assert stopped["status"] == "ABORTED"
     # moto keeps neither error nor cause of a stop (AWS does).
     assert "error" not in stopped

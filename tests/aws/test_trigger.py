@@ -13,7 +13,12 @@ from hyperframes_airflow.backends.base import RenderJob
 from hyperframes_airflow.backends.lambda_ import LambdaBackend
 from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.triggers.render import ROW_RESULT_KEY, HyperframesRenderTrigger
-from tests.moto_stack import MotoStack
+from tests.moto_stack import MotoStack, eventually
+
+
+def _closed(status: str | None) -> bool:
+    return status != "RUNNING"
+
 
 CONFIG = RenderConfig(width=640, height=360, fps=30).to_wire()
 
@@ -94,7 +99,7 @@ def test_on_kill_stops_the_render_and_the_opt_out_keeps_it(hf_conn: MotoStack) -
 
     stopped = _start(backend, hfTestFate="hang")
     asyncio.run(kill_after_start(stopped))
-    assert backend.status(stopped.execution_arn) == "ABORTED"
+    assert eventually(lambda: backend.status(stopped.execution_arn), _closed) == "ABORTED"
     asyncio.run(stopped.on_kill())  # idempotent: a second stop of a closed execution is fine
 
     kept = _start(backend, hfTestFate="hang")
@@ -133,7 +138,7 @@ def test_on_kill_leaves_a_still_deferred_task_alone(
         staticmethod(lambda **_: {"r": {"render_0": "failed"}}),
     )
     asyncio.run(trigger.on_kill())
-    assert backend.status(trigger.execution_arn) == "ABORTED"
+    assert eventually(lambda: backend.status(trigger.execution_arn), _closed) == "ABORTED"
 
 
 def test_trigger_serializes_to_primitives_and_back() -> None:

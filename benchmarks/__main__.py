@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from benchmarks import _node_cli as node_cli
@@ -79,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.name in ("makespan", "prepare", "dispatch"):
-        load_before = os.getloadavg()
+        load_before, t0 = os.getloadavg(), time.monotonic()
         section_id, section = _aws_benchmark(args, command.strip())
-        section = section.rstrip("\n") + "\n" + _load_note(load_before, os.getloadavg()) + "\n"
+        note = _load_note(load_before, os.getloadavg(), time.monotonic() - t0)
+        section = section.rstrip("\n") + "\n" + note + "\n"
         local_throughput.write_section(args.output, section_id, section)
         print(section)
         print(f"written to {args.output}")
@@ -102,13 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _load_note(before: tuple[float, ...], after: tuple[float, ...]) -> str:
+def _load_note(before: tuple[float, ...], after: tuple[float, ...], elapsed: float) -> str:
     def fmt(load: tuple[float, ...]) -> str:
         return " / ".join(f"{x:.2f}" for x in load)
 
     return (
         f"- Load average (1 / 5 / 15 min) when the run started: {fmt(before)}; when it ended: "
-        f"{fmt(after)}. Anything else running on the machine shares its CPUs with the run."
+        f"{fmt(after)}. Anything else running on the machine shares its CPUs with the run. "
+        f"The whole command took {elapsed / 60:.1f} min."
     )
 
 

@@ -20,6 +20,7 @@ fresh moto server process (the same counting server, `execute_state_machine` on)
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -216,7 +217,7 @@ def _node(node: _node_cli.NodeCli, work: Path, rows: int, concurrency: int) -> D
         measured = _node_cli.run_measured(argv, cwd=work, env=env, stdout=work / "out.txt")
         calls = moto.calls()
     out = measured.stdout.read_bytes()
-    started = out.count(b'"status":"started"')
+    started = len(re.findall(rb'"status":\s*"started"', out))
     note = f"rc={measured.returncode}, {started} rows reported started; includes CLI start-up"
     if measured.returncode != 0:
         note += f"; stderr: {measured.stderr_tail}"

@@ -20,6 +20,7 @@ counts minus the sampler's own ListExecutions).
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 import tempfile
@@ -38,6 +39,7 @@ from benchmarks._aws import (
     OURS_DAG_ID,
     OURS_POOL,
     OURS_RENDER_TASK,
+    Execution,
     MotoWatch,
     ideal_makespan,
     machine_line,
@@ -66,6 +68,8 @@ class VariantResult:
     peak_running_exact: int
     execution_s_median: float
     idle_slot_s_per_row: float
+    finish_lag_s_mean: float
+    ti_phases_s: dict[str, float]
     sfn_calls: dict[str, int]
     s3_calls: int
     render_tis: dict[str, int]
@@ -205,9 +209,30 @@ def _measure(
         for e in watch.executions(state_machine_arn)
         if e.start.timestamp() >= triggered.timestamp() - 1
     ]
+    by_row = _executions_by_row(watch, execs)
     calls = watch.server_calls()
     tis = st.task_instances(dag_id, run_id)
     renders = [ti for ti in tis if ti.task_id == render_task]
+    finish_lags, launches, queue_waits = [], [], []
+    for ti in renders:
+        ex = by_row.get(ti.map_index)
+        if ex is None or ex.stop is None or ti.end_date is None:
+            continue
+        finish_lags.append(ti.end_date.timestamp() - ex.stop.timestamp())
+        if name == "ours" and ti.start_date is not None:  # ours never resumes on a worker
+            launches.append(ex.start.timestamp() - ti.start_date.timestamp())
+            queued = parse_time(ti.raw.get("queued_when"))
+            if queued is not None:
+                queue_waits.append(ti.start_date.timestamp() - queued.timestamp())
+    phases = {
+        label: round(statistics.median(values), 2)
+        for label, values in (
+            ("executor queue (queued -> task start), median", queue_waits),
+            ("worker launch (task start -> execution start), median", launches),
+            ("finish lag (execution end -> task end), median", finish_lags),
+        )
+        if values
+    }
     starts = [e.start.timestamp() for e in execs]
     stops = [e.stop.timestamp() for e in execs if e.stop is not None]
     durations = [e.stop.timestamp() - e.start.timestamp() for e in execs if e.stop is not None]
@@ -234,11 +259,25 @@ def _measure(
         peak_running_exact=peak_overlap(execs),
         execution_s_median=round(statistics.median(durations), 2) if durations else float("nan"),
         idle_slot_s_per_row=round((slots * span - sum(durations)) / n, 2),
+        finish_lag_s_mean=round(statistics.fmean(finish_lags), 2) if finish_lags else float("nan"),
+        ti_phases_s=phases,
         sfn_calls=sfn_calls(calls),
         s3_calls=sum(v for k, v in calls.items() if k.startswith("s3:")),
         render_tis=dict(ti_states),
         task_s=per_task,
     )
+
+
+def _executions_by_row(watch: MotoWatch, execs: list[Execution]) -> dict[int, Execution]:
+    """Executions by row index (= map index: one row per task in both DAGs), read from the
+    `OutputS3Uri` in each execution's input (`.../000042.mp4`)."""
+    out: dict[int, Execution] = {}
+    for ex in execs:
+        doc = watch.client.describe_execution(executionArn=ex.arn)
+        watch.own_calls["states:DescribeExecution"] += 1
+        key = json.loads(doc["input"])["OutputS3Uri"].rsplit("/", 1)[-1]
+        out[int(key.split(".", 1)[0])] = ex
+    return out
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -303,12 +342,19 @@ def to_markdown(result: B1Result, *, command: str) -> str:
             f"- {v.name}: render task instances {v.render_tis}; median execution "
             f"{v.execution_s_median:.2f} s; S3 calls {v.s3_calls}; other tasks "
             + (", ".join(f"{k} {s:.2f} s" for k, s in v.task_s.items()) or "none")
+            + "; per render task: "
+            + ", ".join(f"{k} {s:.2f} s" for k, s in v.ti_phases_s.items())
             + "."
         )
     lines += [
         "- *Idle slot-s per row* = (slots x (first start -> last end) - sum of execution "
         "durations) / rows: how long a pool slot sits without a running execution per row "
-        "(task launch, scheduling, the poll lag after the execution ended). Zero is the ideal.",
+        "(task launch, scheduling, the poll lag after the execution ended). Zero is the ideal. "
+        "Per render task: *finish lag* = execution end -> task end (status poll, trigger "
+        "event, and for the naive operator a second worker launch to run `execute_complete`, "
+        "which is why its task start is not comparable and only ours shows the launch); "
+        "*worker launch* = task start -> execution start (task process, DAG parse, "
+        "StartExecution); *executor queue* = queued -> task start (`parallelism` slots).",
         "- Peak RUNNING: sampled = `ListExecutions(RUNNING)` every second (those calls are "
         "left out of the call counts); exact = maximum overlap of the executions' start/stop "
         "dates.",

@@ -337,6 +337,27 @@ def to_markdown(result: B1Result, *, command: str) -> str:
             f"{ours.first_start_to_last_end_s / naive.first_start_to_last_end_s:.2f} "
             "(first start -> last end)."
         )
+    need = result.slots / result.seconds
+    rates = ", ".join(
+        f"{v.name} {v.executions / v.first_start_to_last_end_s:.2f}"
+        for v in result.variants
+        if v.first_start_to_last_end_s
+    )
+    short = [v.name for v in result.variants if v.peak_running_exact < result.slots]
+    verdict = (
+        f"{' and '.join(short)} never filled the pool (peak RUNNING below {result.slots}), "
+        f"so {'they are' if len(short) > 1 else 'it is'} bound by how fast Airflow gets a "
+        "render task from queued to StartExecution on this machine (ours: one worker "
+        "launch per row; naive: two), not by the pool. Longer renders need fewer starts "
+        "per second, so the ratio to ideal falls as renders grow."
+        if short
+        else "Both filled the pool at their peak."
+    )
+    lines.append(
+        f"- Reading: keeping {result.slots} slots busy with {result.seconds:g} s renders needs "
+        f"{need:.2f} renders started per second; achieved (rows / first start -> last end): "
+        f"{rates}. {verdict}"
+    )
     for v in result.variants:
         lines.append(
             f"- {v.name}: render task instances {v.render_tis}; median execution "

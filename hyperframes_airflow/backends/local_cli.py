@@ -338,7 +338,7 @@ def marked_processes(marker: str) -> list[int]:
     """Live (non-zombie) processes carrying this render's cookie, wherever they were reparented."""
     needle = f"{MARKER_ENV}={marker}".encode()
     found: list[int] = []
-    for pid in _all_pids():
+    for pid in all_pids():
         if pid == os.getpid():
             continue
         try:
@@ -353,8 +353,8 @@ def marked_processes(marker: str) -> list[int]:
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) members of process group `pgid` (zombies cannot run and are ignored)."""
     members: list[int] = []
-    for pid in _all_pids():
-        stat = _read_stat(pid)
+    for pid in all_pids():
+        stat = proc_stat(pid)
         if stat is not None and stat[1] == pgid and stat[0] != "Z":
             members.append(pid)
     return members
@@ -404,7 +404,7 @@ def kill_process_group(pid: int, *, grace_s: float = 10.0, marker: str | None = 
     return True
 
 
-def _all_pids() -> Iterator[int]:
+def all_pids() -> Iterator[int]:
     try:
         names = os.listdir("/proc")
     except OSError:
@@ -434,21 +434,22 @@ def _read_environ(pid: int, settle_s: float = 0.0) -> dict[str, str] | None:
     return env
 
 
-def _read_stat(pid: int) -> tuple[str, int] | None:
-    """(state, pgrp) from /proc/<pid>/stat; the command name may contain spaces and parens."""
+def proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, pgrp, session) from /proc/<pid>/stat; the command name may contain spaces and
+    parens. Shared with the test harness, which finds processes by session."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text(errors="replace")
     except OSError:
         return None
     fields = raw[raw.rfind(")") + 2 :].split()
     try:
-        return fields[0], int(fields[2])
+        return fields[0], int(fields[2]), int(fields[3])
     except (IndexError, ValueError):
         return None
 
 
 def _is_zombie(pid: int) -> bool:
-    stat = _read_stat(pid)
+    stat = proc_stat(pid)
     return stat is None or stat[0] in ("Z", "X")
 
 

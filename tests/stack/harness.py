@@ -31,7 +31,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +40,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from hyperframes_airflow.backends.local_cli import all_pids, proc_stat
 
 STACK_COOKIE = "HYPERFRAMES_AIRFLOW_STACK_ID"
 """Environment variable inherited by every process the stack spawns (found again in /proc)."""
@@ -329,15 +331,15 @@ class AirflowStack:
         needle = f"{STACK_COOKIE}={self.stack_id}".encode()
         me = os.getpid()
         found: list[int] = []
-        for pid in _pids():
+        for pid in all_pids():
             if pid == me:
                 continue
-            stat = _stat(pid)
+            stat = proc_stat(pid)
             if stat is None or stat[0] in ("Z", "X"):
                 continue
-            if stat[1] in spare:
+            if stat[2] in spare:
                 continue
-            if stat[1] in sessions:
+            if stat[2] in sessions:
                 found.append(pid)
                 continue
             try:
@@ -552,29 +554,6 @@ def _tail(path: Path, lines: int = 60) -> str:
     except OSError:
         return f"(no log at {path})"
     return "\n".join(text.splitlines()[-lines:])
-
-
-def _pids() -> Iterator[int]:
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return
-    for name in names:
-        if name.isdigit():
-            yield int(name)
-
-
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, session id) of `pid`; the command name may contain spaces and parentheses."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text(errors="replace")
-    except OSError:
-        return None
-    fields = raw[raw.rfind(")") + 2 :].split()
-    try:
-        return fields[0], int(fields[3])
-    except (IndexError, ValueError):
-        return None
 
 
 # -- HyperFrames helpers shared by the stack tests and the benchmarks ---------------------------

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.moto_stack import MotoStack
+from devstack.moto_stack import MotoStack
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DAGS = Path(__file__).resolve().parent / "dags"

@@ -40,7 +40,7 @@ from hyperframes_airflow.backends.local_cli import (
     kill_process_group,
     render_local,
 )
-from tests.stack import (
+from devstack.airflow_stack import (
     LOCAL_DAG_ID,
     RENDER_POOL,
     RENDER_TASK_ID,

@@ -25,7 +25,7 @@ from typing import Any
 from hyperframes_airflow.backends.base import RenderJob
 from hyperframes_airflow.backends.lambda_ import LambdaBackend
 from hyperframes_airflow.contract.config import RenderConfig
-from tests.moto_stack import MotoStack
+from devstack.moto_stack import MotoStack
 
 SECTION_ID = "B2"
 READS = ("states:DescribeExecution", "states:ListExecutions", "states:GetExecutionHistory")

@@ -10,7 +10,7 @@ and runnable by hand against any moto server:
 It creates the bucket and the state machine named by the same variables `init.sh` reads, so the
 connection and the stack cannot disagree, and uploads each batch file given to
 `s3://<bucket>/batches/<file name>`. The state machine is the test suite's stand-in
-(`tests/moto_stack.py`): the HyperFrames v2 topology with Pass states instead of Lambdas, so renders
+(`devstack/moto_stack.py`): the HyperFrames v2 topology with Pass states instead of Lambdas, so renders
 "succeed" in a second and write no video. Idempotent: an existing bucket is kept and an existing
 state machine gets the current definition.
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo (or /opt/hyperframes)
-from tests.moto_stack import render_stack_definition
+from devstack.moto_stack import render_stack_definition
 
 ARN_RE = re.compile(
     r"arn:aws:states:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):stateMachine:(?P<name>[^:\s]+)"

@@ -10,8 +10,8 @@ if ! command -v uv >/dev/null 2>&1; then
     || python3 -m pip install --quiet --user --disable-pip-version-check uv
   export PATH="$HOME/.local/bin:$PATH"
 fi
-echo "[bootstrap] uv sync --frozen"
-uv sync --frozen --quiet
+echo "[bootstrap] uv sync --frozen --compile-bytecode"
+uv sync --frozen --quiet --compile-bytecode
 bash "$ROOT/scripts/install-renderer.sh"
 
 # A self-contained Airflow home (SQLite) inside the repo, reading this repo's dags/.

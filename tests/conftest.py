@@ -22,7 +22,7 @@ from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.moto_stack import MotoStack  # noqa: E402
+from devstack.moto_stack import MotoStack  # noqa: E402
 
 
 @pytest.fixture(scope="session")

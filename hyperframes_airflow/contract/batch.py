@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, BinaryIO, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +33,7 @@ __all__ = [
     "RejectedRow",
     "parse_batch",
     "parse_batch_file",
+    "read_row_at",
 ]
 
 Format = Literal["mp4", "mov", "webm", "png-sequence"]
@@ -86,6 +87,9 @@ class BatchRow(BaseModel):
 
     line: int
     """1-based physical line in the batch file, for messages and the manifest."""
+    offset: int | None = None
+    """Byte offset of the line's first byte in a binary source (None for text sources): where a
+    render task reads its own row again, so variables never travel through Airflow."""
     output_key: str = Field(alias="outputKey")
     variables: dict[str, Any] = Field(default_factory=dict)
     execution_name: str | None = Field(default=None, alias="executionName")
@@ -137,13 +141,13 @@ def parse_batch(
     `\\n`-separated lines counts as several physical lines. Bytes must be UTF-8.
     """
     checker = _Checker(format, reserved_prefixes)
-    for lineno, text in _physical_lines(source):
+    for lineno, offset, text in _physical_lines(source):
         if isinstance(text, _Unreadable):
             checker.reject(lineno, None, [_invalid_json(lineno, text.detail)])
             if text.stop:
                 break
         else:
-            checker.check_line(lineno, text)
+            checker.check_line(lineno, text, offset)
     return checker.finish()
 
 
@@ -162,24 +166,38 @@ def parse_batch_file(
         return parse_batch(fh, format=format, reserved_prefixes=reserved_prefixes)
 
 
-def read_row_variables(source: Iterable[str] | Iterable[bytes], line: int) -> dict[str, Any] | None:
-    """The `variables` of one physical line, streaming up to it (for rows too big for XCom).
+def read_row_at(
+    source: BinaryIO,
+    *,
+    offset: int,
+    line: int,
+    format: Format = "mp4",
+    reserved_prefixes: tuple[str, ...] = DEFAULT_RESERVED_PREFIXES,
+) -> BatchRow | RejectedRow:
+    """Read and check the one row that starts at byte `offset` of a seekable binary source.
 
-    Returns None when that line is no longer a JSON object with object variables (the file
-    changed since it was validated).
+    A render task calls this with the position `prepare_batch` recorded, so the row's variables
+    are read where they live (the batch file) instead of travelling through XCom. The row is
+    checked exactly as in `parse_batch` (minus batch-wide duplicate detection); the caller then
+    compares its digest with the one prepare computed, which catches a file edited in between.
     """
-    for lineno, text in _physical_lines(source):
-        if lineno < line:
-            continue
-        if isinstance(text, _Unreadable):
-            return None
-        try:
-            obj = _decoder.decode(text.strip(_JS_TRIM_CHARS))
-        except ValueError:
-            return None
-        variables = obj.get("variables", {}) if isinstance(obj, dict) else None
-        return variables if isinstance(variables, dict) else None
-    return None
+    source.seek(offset)
+    raw = source.readline()
+    checker = _Checker(format, reserved_prefixes)
+    if raw.startswith(_UTF16_BOMS) and offset == 0:
+        return RejectedRow(line, None, [_invalid_json(line, "the file is UTF-16 encoded")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return RejectedRow(
+            line, None, [_invalid_json(line, f"not valid UTF-8 (byte {exc.start + 1})")]
+        )
+    checker.check_line(line, text.removesuffix("\n"), offset)
+    if checker.result.rows:
+        return checker.result.rows[0]
+    if checker.result.rejected:
+        return checker.result.rejected[0]
+    return RejectedRow(line, None, [_error(line, None, f"Line {line} is blank now")])
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,35 +214,42 @@ class _Unreadable:
 
 def _physical_lines(
     source: Iterable[str] | Iterable[bytes],
-) -> Iterator[tuple[int, str | _Unreadable]]:
-    """Yield (1-based physical line number, text) one line at a time, never the whole file."""
+) -> Iterator[tuple[int, int | None, str | _Unreadable]]:
+    """Yield (1-based physical line, byte offset, text) one line at a time, never the whole
+    file. Offsets are known for binary sources only (None for text)."""
     lineno = 0
+    position = 0
     item: str | bytes
     for item in source:
         if isinstance(item, bytes):
             if lineno == 0 and item.startswith(_UTF16_BOMS):
-                yield 1, _Unreadable("the file is UTF-16 encoded; save it as UTF-8", stop=True)
+                yield 1, 0, _Unreadable("the file is UTF-16 encoded; save it as UTF-8", stop=True)
                 return
-            pieces: list[bytes] | list[str] = (
-                _split_lines(item) if item.find(b"\n", 0, len(item) - 1) >= 0 else [item]
-            )
+            if item.find(b"\n", 0, len(item) - 1) < 0:  # the usual case: one line
+                lineno += 1
+                start, position = position, position + len(item)
+                try:
+                    yield lineno, start, item.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield lineno, start, _Unreadable(f"not valid UTF-8 (byte {exc.start + 1})")
+                continue
+            for piece in _split_lines(item):
+                lineno += 1
+                start, position = position, position + len(piece) + 1
+                try:
+                    yield lineno, start, piece.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield lineno, start, _Unreadable(f"not valid UTF-8 (byte {exc.start + 1})")
         elif isinstance(item, str):
             if item.find("\n", 0, len(item) - 1) < 0:  # the usual case: one line
                 lineno += 1
-                yield lineno, item
+                yield lineno, None, item
                 continue
-            pieces = _split_lines(item)
+            for text in _split_lines(item):
+                lineno += 1
+                yield lineno, None, text
         else:
             raise TypeError(f"batch lines must be str or bytes, not {type(item).__name__}")
-        for piece in pieces:
-            lineno += 1
-            if isinstance(piece, str):
-                yield lineno, piece
-                continue
-            try:
-                yield lineno, piece.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield lineno, _Unreadable(f"not valid UTF-8 (byte {exc.start + 1})")
 
 
 def _split_lines(item: _S) -> list[_S]:
@@ -342,7 +367,7 @@ class _Checker:
             self.result.issues.append(Issue(None, None, "error", "Empty batch: no rows found"))
         return self.result
 
-    def check_line(self, lineno: int, raw: str) -> None:
+    def check_line(self, lineno: int, raw: str, offset: int | None = None) -> None:
         text = raw.strip(_JS_TRIM_CHARS)
         if not text:
             return  # blank lines are skipped but still counted
@@ -492,6 +517,7 @@ class _Checker:
             BatchRow.model_validate(
                 {
                     "line": lineno,
+                    "offset": offset,
                     "outputKey": claimed_key,
                     "variables": variables,
                     "executionName": execution_name,

@@ -17,7 +17,7 @@ from hyperframes_airflow.backends.lambda_ import LambdaBackend
 from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.operators.render import EXECUTION_KEY, HyperframesRenderOperator
 from hyperframes_airflow.triggers.render import ROW_RESULT_KEY
-from tests.moto_stack import MotoStack, eventually
+from devstack.moto_stack import MotoStack, eventually
 
 
 class _XComTI:
@@ -69,7 +69,7 @@ def test_deferral_timeout_stops_the_execution_and_records_timed_out(hf_conn: Mot
         operator.resume_execution(
             TRIGGER_FAIL_REPR,
             {"error": TriggerFailureReason.TRIGGER_TIMEOUT},
-            {"ti": ti},  # type: ignore[arg-type]
+            {"ti": ti},  # type: ignore[typeddict-item]
         )
     status = eventually(lambda: backend.status(outcome.execution_arn), lambda s: s != "RUNNING")
     assert status == "ABORTED"

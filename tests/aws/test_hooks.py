@@ -17,7 +17,7 @@ from hyperframes_airflow.hooks.hyperframes import (
     StackSettingsError,
     read_cli_state_file,
 )
-from tests.moto_stack import MotoStack, eventually
+from devstack.moto_stack import MotoStack, eventually
 
 
 def _use_conn(

@@ -17,7 +17,7 @@ from hyperframes_airflow.backends.lambda_ import STOP_ERROR, LambdaBackend, Star
 from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.contract.execution import ExecutionInputTooLarge
 from hyperframes_airflow.contract.site import site_id
-from tests.moto_stack import MOCK_FILE_SIZE, MOCK_FRAMES, MotoStack
+from devstack.moto_stack import MOCK_FILE_SIZE, MOCK_FRAMES, MotoStack
 
 JS_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 CONFIG = RenderConfig(width=640, height=360, fps=30).to_wire()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hyperframes_airflow.contract.progress import render_progress
-from tests.moto_stack import MOCK_CHUNKS, MOCK_FILE_SIZE, MOCK_FRAMES, MotoStack, eventually
+from devstack.moto_stack import MOCK_CHUNKS, MOCK_FILE_SIZE, MOCK_FRAMES, MotoStack, eventually
 
 
 def _input(stack: MotoStack, name: str, **variables: Any) -> str:

@@ -13,7 +13,7 @@ from hyperframes_airflow.backends.base import RenderJob
 from hyperframes_airflow.backends.lambda_ import LambdaBackend
 from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.triggers.render import ROW_RESULT_KEY, HyperframesRenderTrigger
-from tests.moto_stack import MotoStack, eventually
+from devstack.moto_stack import MotoStack, eventually
 
 
 def _closed(status: str | None) -> bool:

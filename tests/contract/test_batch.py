@@ -60,11 +60,16 @@ def test_valid_rows_keep_fields_order_and_physical_lines(tmp_path: Path) -> None
     assert [r.line for r in result.rows] == [1, 2, 3]
     first = result.rows[0]
     assert first == BatchRow(
-        line=1, outputKey="out/a.mp4", variables={"name": "Ada", "n": 1}, executionName="row-a_1"
+        line=1,
+        offset=0,
+        outputKey="out/a.mp4",
+        variables={"name": "Ada", "n": 1},
+        executionName="row-a_1",
     )
     assert result.rows[1].variables == {} and result.rows[1].execution_name is None
     assert first.model_dump(by_alias=True) == {
         "line": 1,
+        "offset": 0,
         "outputKey": "out/a.mp4",
         "variables": {"name": "Ada", "n": 1},
         "executionName": "row-a_1",
@@ -634,19 +639,32 @@ def test_100k_rows_stream_with_memory_proportional_to_kept_rows(tmp_path: Path) 
     assert peak - kept < file_bytes / 2
 
 
-def test_read_row_variables_streams_to_one_physical_line(tmp_path: Path) -> None:
-    from hyperframes_airflow.contract.batch import read_row_variables
+def test_each_row_is_found_again_at_its_byte_offset(tmp_path: Path) -> None:
+    from hyperframes_airflow.contract.batch import BatchRow, RejectedRow, read_row_at
 
     path = tmp_path / "b.jsonl"
     path.write_bytes(
         b'\xef\xbb\xbf{"outputKey":"a.mp4","variables":{"n":1}}\r\n\r\n'
         b'{"outputKey":"b.mp4","variables":{"big":"' + b"x" * 10_000 + b'"}}\n'
+        b'{"outputKey":"\xc3\xa9.mp4"}'
     )
+    parsed = parse_batch_file(path)
+    first_line = len(b'\xef\xbb\xbf{"outputKey":"a.mp4","variables":{"n":1}}\r\n')
+    third_line = len(b'{"outputKey":"b.mp4","variables":{"big":"') + 10_000 + len(b'"}}\n')
+    assert [(r.line, r.offset) for r in parsed.rows] == [
+        (1, 0),
+        (3, first_line + 2),
+        (4, first_line + 2 + third_line),
+    ]
     with path.open("rb") as fh:
-        assert read_row_variables(fh, 3) == {"big": "x" * 10_000}
+        for row in parsed.rows:
+            assert row.offset is not None
+            again = read_row_at(fh, offset=row.offset, line=row.line)
+            assert again == row
+    # The file changed after prepare: the same position now holds something else.
+    path.write_bytes(b'{"outputKey":"zzzzzz.mp4"}\n\n\n{"outputKey": 5}\n')
     with path.open("rb") as fh:
-        assert read_row_variables(fh, 1) == {"n": 1}
-    with path.open("rb") as fh:
-        assert read_row_variables(fh, 2) is None  # blank now: the file changed
-    with path.open("rb") as fh:
-        assert read_row_variables(fh, 9) is None
+        blank = read_row_at(fh, offset=first_line + 2, line=3)
+        assert isinstance(blank, RejectedRow)
+        moved = read_row_at(fh, offset=0, line=1)
+        assert isinstance(moved, BatchRow) and moved.output_key == "zzzzzz.mp4"

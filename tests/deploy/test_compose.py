@@ -383,10 +383,8 @@ def test_the_moto_profile_is_a_consistent_fake_stack(services: dict[str, dict[st
     assert (DOCKER / mounts["/opt/hyperframes/docker/moto-stack.py"]).resolve() == (
         DOCKER / "moto-stack.py"
     )
-    # moto-stack.py imports tests.moto_stack from its parent's parent: mounted there.
-    assert (DOCKER / mounts["/opt/hyperframes/tests/moto_stack.py"]).resolve() == (
-        REPO / "tests" / "moto_stack.py"
-    )
+    # moto-stack.py imports devstack.moto_stack from its parent's parent: mounted there.
+    assert (DOCKER / mounts["/opt/hyperframes/devstack"]).resolve() == REPO / "devstack"
     batch = script[2]
     examples = (DOCKER / mounts["/opt/airflow/examples"]).resolve()
     assert (examples / Path(batch).relative_to("/opt/airflow/examples")).is_file()

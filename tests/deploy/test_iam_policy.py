@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, forget_object_stores
-from tests.moto_stack import TEST_ACCOUNT, MotoStack
+from devstack.moto_stack import TEST_ACCOUNT, MotoStack
 
 POLICY_PATH = REPO / "docs" / "iam-policy.json"
 PACKAGE = REPO / "hyperframes_airflow"

@@ -1,7 +1,7 @@
 """The whole batch flow through real Airflow (`dag.test()`) against a real moto server.
 
 moto stands in for the HyperFrames Lambda stack (no AWS account here): its state machine mimics
-the HyperFrames topology and lets each row's variables choose its fate (tests/moto_stack.py).
+the HyperFrames topology and lets each row's variables choose its fate (devstack/moto_stack.py).
 The trigger runs inline under dag.test(); its aiobotocore client talks HTTP to moto.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 from tests.airflow_helpers import run_dag, ti_states
 from tests.conftest import REPO
-from tests.moto_stack import MotoStack
+from devstack.moto_stack import MotoStack
 
 TEMPLATE = REPO / "examples" / "templates" / "welcome"
 

@@ -1,7 +1,7 @@
 """The Lambda backend on a real Airflow stack: what `dag.test()` cannot show.
 
 moto stands in for AWS (there is no AWS account here): a real `moto_server` process
-(`tests/moto_stack.py`) holds the render bucket and a state machine shaped like the HyperFrames
+(`devstack/moto_stack.py`) holds the render bucket and a state machine shaped like the HyperFrames
 stack, whose executions really run and whose fate each row's variables choose (`hfTestFate`
 succeed|fail|hang, `hfTestSeconds` N). Its connection (`AIRFLOW_CONN_HYPERFRAMES_DEFAULT`) is in
 the environment of every Airflow component, so the scheduler, the LocalExecutor's workers and
@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from tests.moto_stack import MotoStack
-from tests.stack import RENDER_POOL, RENDER_TASK_ID, STACK_DAGS, AirflowStack, template_variant
+from devstack.moto_stack import MotoStack
+from devstack.airflow_stack import RENDER_POOL, RENDER_TASK_ID, STACK_DAGS, AirflowStack, template_variant
 
 pytestmark = pytest.mark.slow
 
@@ -172,7 +172,7 @@ def _max_overlap(intervals: Sequence[tuple[datetime, datetime]]) -> int:
 
 
 def _run_seconds(stack: AirflowStack, dag_id: str, run_id: str) -> float:
-    from tests.stack.harness import parse_time
+    from devstack.airflow_stack import parse_time
 
     run = stack.dag_run(dag_id, run_id)
     start, end = parse_time(run.get("start_date")), parse_time(run.get("end_date"))
@@ -208,8 +208,8 @@ def test_pool_caps_running_executions_across_two_runs(stack: AirflowStack, moto:
     states: dict[str, str] = {}
     deadline = t0 + 240
     while time.monotonic() < deadline:
-        names = frozenset(e["name"] for e in _executions(moto, status="RUNNING"))
-        samples.append((time.monotonic() - t0, names))
+        running = frozenset(e["name"] for e in _executions(moto, status="RUNNING"))
+        samples.append((time.monotonic() - t0, running))
         if len(samples) % 5 == 0:
             states = {tag: str(stack.dag_run(DAG_ID, rid)["state"]) for tag, rid in runs.items()}
             if all(s in ("success", "failed") for s in states.values()):
@@ -481,7 +481,7 @@ def test_clearing_a_succeeded_render_returns_its_result_unless_forced(
     for tag, run_id in runs.items():
         _wait_for(
             f"{tag}: the cleared render's second try to finish",
-            lambda run_id=run_id: (
+            lambda run_id=run_id: (  # type: ignore[misc]
                 [
                     (ti.try_number, ti.state)
                     for ti in stack.task_instances(DAG_ID, run_id, RENDER_TASK_ID)

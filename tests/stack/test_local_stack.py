@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.stack import (
+from devstack.airflow_stack import (
     LOCAL_DAG_ID,
     RENDER_POOL,
     RENDER_TASK_ID,

@@ -1,6 +1,6 @@
 """Stack-test DAGs: the Lambda render_batch against a moto server standing in for AWS.
 
-There is no AWS account here: `tests/moto_stack.py` runs a real `moto_server` process with a
+There is no AWS account here: `devstack/moto_stack.py` runs a real `moto_server` process with a
 bucket and a state machine shaped like the HyperFrames stack, and the test passes its
 `AIRFLOW_CONN_HYPERFRAMES_DEFAULT` to every Airflow component. Each row's variables choose its
 fate on that state machine (`hfTestFate` succeed|fail|hang, `hfTestSeconds` N).

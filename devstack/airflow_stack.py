@@ -558,7 +558,7 @@ def _tail(path: Path, lines: int = 60) -> str:
 
 # -- HyperFrames helpers shared by the stack tests and the benchmarks ---------------------------
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 STACK_DAGS = REPO / "tests" / "stack_test_dags"
 WELCOME_TEMPLATE = REPO / "examples" / "templates" / "welcome"
 LOCAL_DAG_ID = "hf_stack_local"
@@ -630,11 +630,11 @@ def find_render_process(output_path: Path, pids: Sequence[int]) -> tuple[int, st
     return None
 
 
-def main() -> None:  # pragma: no cover - manual: `python -m tests.stack.harness [DAGS]`
+def main() -> None:  # pragma: no cover - manual: `python -m devstack.airflow_stack [DAGS]`
     """Start a stack on a DAGs folder, print its URL and start-up time, stop on Ctrl-C."""
     import tempfile
 
-    dags = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parents[1] / "stack_test_dags")
+    dags = Path(sys.argv[1] if len(sys.argv) > 1 else STACK_DAGS)
     home = Path(tempfile.mkdtemp(prefix="hf-stack-"))
     with AirflowStack(home, dags) as stack:
         print(json.dumps({"url": stack.base_url, "home": str(home), **stack.startup_seconds}))

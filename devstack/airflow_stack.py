@@ -596,16 +596,13 @@ def write_batch(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     return path
 
 
-def manifest_path(local_root: Path, dag_id: str, run_id: str) -> Path:
+def manifest_path(
+    local_root: Path, dag_id: str, run_id: str, group_id: str = "render_batch"
+) -> Path:
     """Where the local backend writes a run's manifest by default."""
-    from hyperframes_airflow.backends.base import safe_path_segment
+    from hyperframes_airflow.backends.base import manifest_name
 
-    return (
-        Path(local_root)
-        / "manifests"
-        / safe_path_segment(dag_id)
-        / f"{safe_path_segment(run_id)}.json"
-    )
+    return Path(local_root) / "manifests" / manifest_name(dag_id, run_id, group_id)
 
 
 def find_render_process(output_path: Path, pids: Sequence[int]) -> tuple[int, str] | None:

@@ -1,6 +1,6 @@
 """`render_batch`: the whole batch flow as one TaskGroup a DAG author wires in with one call.
 
-prepare_batch -> deploy_site -> render (mapped, one per row) -> collect_manifest
+prepare_batch -> deploy_site -> render (mapped: one task per row, or per lane) -> collect_manifest
 """
 
 from __future__ import annotations
@@ -10,13 +10,26 @@ from typing import Any
 
 from airflow.sdk import TaskGroup
 
+from hyperframes_airflow.backends import check_backend
 from hyperframes_airflow.contract.config import RenderConfig
+from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.operators.deploy import HyperframesDeploySiteOperator
 from hyperframes_airflow.operators.manifest import HyperframesCollectManifestOperator
 from hyperframes_airflow.operators.prepare import HyperframesPrepareBatchOperator
-from hyperframes_airflow.operators.render import HyperframesRenderOperator
+from hyperframes_airflow.operators.render_lambda import HyperframesLambdaRenderOperator
+from hyperframes_airflow.operators.render_local import HyperframesLocalRenderOperator
+
+__all__ = ["DEFAULT_POOL", "RENDER_OPERATORS", "render_batch"]
 
 DEFAULT_POOL = "hyperframes_renders"
+
+#: The render operator of each backend.
+RENDER_OPERATORS: dict[
+    str, type[HyperframesLambdaRenderOperator] | type[HyperframesLocalRenderOperator]
+] = {
+    "lambda": HyperframesLambdaRenderOperator,
+    "local": HyperframesLocalRenderOperator,
+}
 
 
 def render_batch(
@@ -25,7 +38,10 @@ def render_batch(
     batch: str,
     config: RenderConfig | dict[str, Any],
     backend: str = "local",
-    conn_id: str = "hyperframes_default",
+    conn_id: str = DEFAULT_CONN_ID,
+    region_name: str | None = None,
+    verify: bool | str | None = None,
+    botocore_config: dict[str, Any] | None = None,
     local_root: str | None = None,
     max_concurrent: int = 2,
     pool: str | None = DEFAULT_POOL,
@@ -43,24 +59,61 @@ def render_batch(
     deferrable: bool = True,
     stop_on_kill: bool = True,
     poll_interval: float = 10.0,
-    progress_interval: float = 60.0,
+    progress_interval: float = 300.0,
     rows_per_task: int | None = None,
     group_id: str = "render_batch",
 ) -> TaskGroup:
     """Build prepare -> deploy -> render (mapped) -> collect inside a TaskGroup and return it.
 
     String arguments are templated (e.g. `batch="s3://b/digests/{{ ds }}.jsonl"`, or
-    `dry_run="{{ params.dry_run }}"`). `pool` should be created with `include_deferred` so its
-    slots cap running renders across DAG runs; `max_concurrent` caps one batch even without it.
-    `render_retries`/`render_retry_delay` set the render tasks' retries (a retry re-attaches
-    to the row's execution instead of starting a second one; the delay defaults to Airflow's
-    `[core] default_task_retry_delay`). Lambda renders are deferrable by default (the worker is
-    freed while the render runs;
-    `stop_on_kill` stops a render whose task is marked failed, cleared or whose run fails).
+    `dry_run="{{ params.dry_run }}"`).
+
+    :param project_dir: The HyperFrames project directory (contains index.html).
+    :param batch: The JSONL batch (local path, `file://` or `s3://`); one row per video.
+    :param config: The render config (width, height, fps, format...).
+    :param backend: `local` (renders on the worker with the CLI) or `lambda` (Step Functions).
+    :param conn_id: The `aws` connection: the Lambda stack, and object-store batches.
+    :param region_name: Region override for the stack.
+    :param verify: SSL verification for AWS calls.
+    :param botocore_config: botocore client configuration for AWS calls.
+    :param local_root: The local backend's root: sites, outputs at `<root>/<outputKey>`.
+    :param max_concurrent: Renders of this batch at once, even without a pool.
+    :param pool: The pool whose slots cap running renders across all runs; create it with
+        `include_deferred` (`hyperframes-airflow pools`), or deferred renders are not counted.
+    :param strict: Fail before deploying when any row is invalid (else render the rest).
+    :param strict_variables: Variables that do not match the template make their row invalid.
+    :param dry_run: Validate and estimate; deploy and render nothing.
+    :param manifest_path: Where the manifest goes (default: next to the outputs, one per
+        group and run).
+    :param max_cost_usd: The estimate above which the batch does not render unconfirmed.
+    :param confirm_cost: Render even above `max_cost_usd` (scheduled runs).
+    :param force_rerender: Render rows again even when already rendered with this input.
+    :param fail_on_row_failure: Fail the run when any row did not succeed.
+    :param render_timeout: Each row's deadline; a render past it is stopped.
+    :param render_retries: Retries of a render task (a retry re-attaches to its execution
+        instead of starting a second one).
+    :param render_retry_delay: Delay between those retries (default: Airflow's).
+    :param deferrable: Lambda renders wait in the triggerer, freeing the worker.
+    :param stop_on_kill: Stop a render whose task is killed (marked, cleared, run failed).
+    :param poll_interval: The longest gap between Lambda status sweeps, in seconds.
+    :param progress_interval: How often a running Lambda render's progress is logged.
+    :param rows_per_task: Rows each render task renders back to back in one pool slot
+        (lanes); automatic above Airflow's `max_map_length`.
+    :param group_id: The TaskGroup's id (several groups may share a DAG).
     """
+    check_backend(backend)
     if max_concurrent < 1:
         raise ValueError(f"max_concurrent must be >= 1; got {max_concurrent}")
-    common: dict[str, Any] = {"backend": backend, "conn_id": conn_id, "local_root": local_root}
+    if rows_per_task is not None and rows_per_task < 1:
+        raise ValueError(f"rows_per_task must be >= 1; got {rows_per_task}")
+    settings: dict[str, Any] = {
+        "backend": backend,
+        "conn_id": conn_id,
+        "region_name": region_name,
+        "verify": verify,
+        "botocore_config": botocore_config,
+        "local_root": local_root,
+    }
     with TaskGroup(group_id=group_id) as group:
         prepare = HyperframesPrepareBatchOperator(
             task_id="prepare_batch",
@@ -74,43 +127,80 @@ def render_batch(
             confirm_cost=confirm_cost,
             rows_per_task=rows_per_task,
             retries=0,
-            **common,
+            **settings,
         )
         deploy = HyperframesDeploySiteOperator(
-            task_id="deploy_site", project_dir=project_dir, dry_run=dry_run, **common
+            task_id="deploy_site", project_dir=project_dir, dry_run=dry_run, **settings
         )
-        pool_kwargs: dict[str, Any] = {"pool": pool} if pool else {}
-        retry_kwargs: dict[str, Any] = (
-            {"retry_delay": render_retry_delay} if render_retry_delay is not None else {}
-        )
-        render = HyperframesRenderOperator.partial(
-            task_id="render",
+        render = _render_operator(
+            backend,
+            prepare_task_id=prepare.task_id,
             force_rerender=force_rerender,
-            render_timeout_s=render_timeout.total_seconds(),
-            execution_timeout=render_timeout + timedelta(minutes=5),
-            deferrable=deferrable,
+            render_timeout=render_timeout,
             stop_on_kill=stop_on_kill,
+            deferrable=deferrable,
             poll_interval=poll_interval,
             progress_interval=progress_interval,
-            max_active_tis_per_dagrun=max_concurrent,
-            map_index_template="{{ task.label }}",
-            retries=render_retries,
-            **pool_kwargs,
-            **retry_kwargs,
-            **common,
+            settings=settings,
+            task_kwargs={
+                "max_active_tis_per_dagrun": max_concurrent,
+                "map_index_template": "{{ task.label }}",
+                "retries": render_retries,
+                **({"pool": pool} if pool else {}),
+                **({"retry_delay": render_retry_delay} if render_retry_delay is not None else {}),
+            },
         ).expand_kwargs(prepare.output)
         collect = HyperframesCollectManifestOperator(
             task_id="collect_manifest",
             prepare_task_id=prepare.task_id,
             deploy_task_id=deploy.task_id,
             render_task_id=render.task_id,
+            group_id=group_id,
             manifest_path=manifest_path,
             fail_on_row_failure=fail_on_row_failure,
             retries=0,
-            **common,
+            **settings,
         )
         prepare >> deploy >> render >> collect
         # A teardown, so that marking the DAG run failed (which skips pending tasks) still runs
         # it: the manifest is written on every path. It fails the run when a row failed.
         collect.as_teardown(on_failure_fail_dagrun=True)
     return group
+
+
+def _render_operator(
+    backend: str,
+    *,
+    prepare_task_id: str,
+    force_rerender: bool | str,
+    render_timeout: timedelta,
+    stop_on_kill: bool,
+    deferrable: bool,
+    poll_interval: float,
+    progress_interval: float,
+    settings: dict[str, Any],
+    task_kwargs: dict[str, Any],
+) -> Any:
+    """The backend's render operator, `partial`-ly applied (the rows come from the mapping)."""
+    common: dict[str, Any] = {
+        "task_id": "render",
+        "prepare_task_id": prepare_task_id,
+        "force_rerender": force_rerender,
+        "render_timeout_s": render_timeout.total_seconds(),
+        "stop_on_kill": stop_on_kill,
+        **task_kwargs,
+    }
+    operator = RENDER_OPERATORS[backend]
+    if operator is HyperframesLambdaRenderOperator:
+        return HyperframesLambdaRenderOperator.partial(
+            aws_conn_id=settings["conn_id"],
+            region_name=settings["region_name"],
+            verify=settings["verify"],
+            botocore_config=settings["botocore_config"],
+            deferrable=deferrable,
+            poll_interval=poll_interval,
+            progress_interval=progress_interval,
+            **common,
+        )
+    # Local renders run on the worker: the task's own timeout covers a whole lane.
+    return HyperframesLocalRenderOperator.partial(**common)

@@ -1,18 +1,24 @@
-"""The seam between the Airflow operators and where renders run.
+"""Where renders run: the one small protocol both backends satisfy.
 
-Both backends (Lambda and local) deploy a site once, render one row, and stop a render; the
-operators, the factory and the manifest are shared. A render's result is a manifest row, so what
-the task returns is exactly what the manifest will say.
+`prepare_batch`, `deploy_site` and `collect_manifest` are the same operators for both backends;
+they hold a `RenderBackend` and never ask which one it is. Each backend resolves its facts once
+(`resolve`, in prepare), deploys a site once per content hash, and, for the manifest, settles
+rows whose task left no result (a killed task: find what really happened, and stop a render
+that would otherwise outlive its task).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-ProgressCallback = Callable[[str], None]
+from hyperframes_airflow.contract.config import RenderConfig
+from hyperframes_airflow.contract.manifest import ManifestRow
+from hyperframes_airflow.contract.rows import BatchSpec, LambdaStack, RowRef
+
+__all__ = ["RenderBackend", "Resolved", "SiteHandle", "manifest_name"]
 
 
 @dataclass(frozen=True)
@@ -34,45 +40,60 @@ class SiteHandle:
 
 
 @dataclass(frozen=True)
-class RenderJob:
-    """Everything one render needs, resolved: which site, which output, which input."""
+class Resolved:
+    """What prepare learns from the backend, once, for every render of the batch."""
 
-    input_line: int
-    output_key: str
-    execution_name: str
-    site_id: str
-    config: Mapping[str, Any]
-    variables: Mapping[str, Any] = field(default_factory=dict)
-    input_digest: str = ""
-    attempt: int = 1
+    digest_bucket: str
+    project_uri: str
+    config: RenderConfig
+    stack: LambdaStack | None = None
+    local_root: str | None = None
+    source_conn_id: str | None = None
 
 
 class RenderBackend(Protocol):
-    """What a place that runs renders must offer."""
+    """What a place that runs renders offers the shared operators."""
 
     kind: str
+    bills_renders: bool
+    """True when renders cost money per render (the cost gate applies)."""
 
-    def output_uri(self, output_key: str) -> str:
-        """Where the row's output lands (for the manifest)."""
-        ...
-
-    def default_manifest_uri(self, dag_id: str, run_id: str) -> str:
-        """Where the run's manifest goes when the user did not choose."""
+    def resolve(self, *, site_id: str, config: RenderConfig) -> Resolved:
+        """Facts for the batch spec (stack or root); may adjust the config to the stack."""
         ...
 
     def deploy_site(self, project_dir: Path, site_id: str) -> SiteHandle:
         """Make the project available to renders, once per content hash."""
         ...
 
+    def find_site(self, site_id: str) -> SiteHandle | None:
+        """The deployed site, or None when it is not there."""
+        ...
 
-def safe_path_segment(value: str) -> str:
-    """Run ids carry `:` and `+`; keep manifest paths portable across S3 and file systems."""
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in value)
+    def default_manifest_uri(self, dag_id: str, run_id: str, group_id: str) -> str:
+        """Where the run's manifest goes when the user did not choose."""
+        ...
+
+    def settle(
+        self,
+        spec: BatchSpec,
+        refs: list[RowRef],
+        task_state: str | None,
+        *,
+        dag_id: str,
+        run_id: str,
+    ) -> dict[int, ManifestRow]:
+        """Rows (by line) of a task that finished without leaving its results: what their
+        renders really did. A render still running for a task no longer running is stopped."""
+        ...
 
 
-class RenderFailed(Exception):
-    """A render ended without output; `row` is its manifest row (status, error, cause)."""
+def manifest_name(dag_id: str, run_id: str, group_id: str) -> str:
+    """`<dag>/<group>/<run>-<hash>.json`: run ids differing only in `:`, `+`, `/` or spaces
+    stay apart (the hash), and two render_batch groups of one DAG never share a manifest."""
 
-    def __init__(self, row: Mapping[str, Any]) -> None:
-        self.row = dict(row)
-        super().__init__(f"{row.get('status')}: {row.get('error')}")
+    def safe(value: str) -> str:
+        return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in value).strip(".") or "_"
+
+    digest = hashlib.sha256(f"{dag_id}\0{group_id}\0{run_id}".encode()).hexdigest()[:8]
+    return f"{safe(dag_id)}/{safe(group_id)}/{safe(run_id)}-{digest}.json"

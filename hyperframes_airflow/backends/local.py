@@ -1,39 +1,55 @@
-"""The local backend: renders on the Airflow worker with the `hyperframes` CLI.
+"""The local backend: renders run on the Airflow worker with the `hyperframes` CLI.
 
 The root directory is laid out like the Lambda bucket: `sites/<siteId>/` holds each deployed
-project (copied once per content hash), each row's output lands at `<root>/<outputKey>`, and
-`.hyperframes/renders/<executionName>.json` remembers finished renders so a cleared task with the
-same input returns the earlier result instead of rendering again.
+project (copied once per content hash), each row's output lands at `<root>/<outputKey>` (never
+outside the root: every path is resolved and checked), and `.hyperframes/outputs/` holds one
+record per output key saying which render wrote it, its size and sha256. A cleared task reuses
+a row's earlier result only when the file on disk is provably the one that render wrote; a key
+another run wrote before is rendered again and the manifest says whose output it replaced.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hyperframes_airflow.backends.base import (
-    ProgressCallback,
-    RenderFailed,
-    RenderJob,
-    SiteHandle,
-    safe_path_segment,
-)
+from hyperframes_airflow.backends.base import Resolved, SiteHandle, manifest_name
 from hyperframes_airflow.backends.local_cli import (
     LocalRenderError,
+    LocalRenderResult,
     LocalRenderTimeout,
     Toolchain,
     find_toolchain,
     kill_process_group,
     render_local,
 )
+from hyperframes_airflow.backends.local_cli.run import (
+    LaneItem,
+    LaneOutcome,
+    reclaim,
+    render_local_lane,
+)
+from hyperframes_airflow.contract.batch import BatchRow
+from hyperframes_airflow.contract.config import RenderConfig
+from hyperframes_airflow.contract.lifecycle import redact
 from hyperframes_airflow.contract.manifest import ManifestRow
-from hyperframes_airflow.contract.site import SKIP_ROOT_ENTRIES
+from hyperframes_airflow.contract.plan import SIZING_BUCKET, row_base_name, row_digest
+from hyperframes_airflow.contract.rows import BatchSpec, Lane, RowRef
+from hyperframes_airflow.contract.site import copy_site
+from hyperframes_airflow.storage import RowChanged, read_planned_rows
+
+__all__ = ["LocalBackend", "OutsideRoot", "iso_now"]
+
+#: Formats a local render can write (one file each); png-sequence is Lambda-only.
+LOCAL_FORMATS: frozenset[str] = frozenset({"mp4", "mov", "webm"})
+_HASH_CHUNK = 1024 * 1024
 
 
 def iso_now() -> str:
@@ -41,13 +57,50 @@ def iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class OutsideRoot(ValueError):
+    """A path that would land outside the backend's root (`..`, an absolute key, a symlink)."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """Write a small JSON document so a reader (or a crash) never leaves half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(doc, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class LocalBackend:
-    """Deploys sites into a local root and renders rows with the CLI, one process group each."""
+    """Deploys sites into a local root and renders rows with the CLI, in their own process groups.
+
+    :param root: Where sites, outputs, records and (by default) manifests live.
+    :param conn_id: The connection used to read an object-store batch (`s3://...`).
+    """
 
     kind = "local"
+    bills_renders = False
 
-    def __init__(self, root: str | os.PathLike[str], toolchain: Toolchain | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        conn_id: str | None = None,
+        toolchain: Toolchain | None = None,
+    ) -> None:
         self.root = Path(root).expanduser().resolve()
+        self.conn_id = conn_id
         self._toolchain = toolchain
 
     @property
@@ -56,33 +109,54 @@ class LocalBackend:
             self._toolchain = find_toolchain()
         return self._toolchain
 
-    def output_path(self, output_key: str) -> Path:
-        return self.root / output_key
+    # -- paths -------------------------------------------------------------------------------
 
-    def output_uri(self, output_key: str) -> str:
-        return self.output_path(output_key).as_uri()
-
-    def default_manifest_uri(self, dag_id: str, run_id: str) -> str:
-        name = f"{safe_path_segment(run_id)}.json"
-        return (self.root / "manifests" / safe_path_segment(dag_id) / name).as_uri()
+    def confined(self, key: str) -> Path:
+        """`<root>/<key>`, refusing anything that resolves outside the root."""
+        candidate = (self.root / key).resolve()
+        if candidate == self.root or self.root not in candidate.parents:
+            raise OutsideRoot(f"{key!r} resolves outside the local root {self.root}")
+        return candidate
 
     def site_dir(self, site_id: str) -> Path:
-        return self.root / "sites" / site_id
+        return self.confined(f"sites/{site_id}")
+
+    def _record_path(self, output_key: str) -> Path:
+        name = hashlib.sha256(output_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return self.root / ".hyperframes" / "outputs" / f"{name}.json"
+
+    # -- RenderBackend -----------------------------------------------------------------------
+
+    def resolve(self, *, site_id: str, config: RenderConfig) -> Resolved:
+        if config.format not in LOCAL_FORMATS:
+            raise ValueError(
+                f"format {config.format!r} is not supported by the local backend "
+                f"(use one of {', '.join(sorted(LOCAL_FORMATS))}, or the lambda backend)"
+            )
+        return Resolved(
+            digest_bucket=SIZING_BUCKET,
+            project_uri=self.site_dir(site_id).as_uri(),
+            config=config,
+            local_root=str(self.root),
+            source_conn_id=self.conn_id,
+        )
+
+    def find_site(self, site_id: str) -> SiteHandle | None:
+        target = self.site_dir(site_id)
+        if not target.is_dir():
+            return None
+        return SiteHandle(site_id, target.as_uri(), uploaded=False, bytes=_tree_bytes(target))
 
     def deploy_site(self, project_dir: Path, site_id: str) -> SiteHandle:
         """Copy the project to `sites/<siteId>/` unless that content is already there."""
+        found = self.find_site(site_id)
+        if found is not None:
+            return found
         target = self.site_dir(site_id)
-        if target.is_dir():
-            return SiteHandle(site_id, target.as_uri(), uploaded=False, bytes=_tree_bytes(target))
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{site_id}-", dir=target.parent))
         try:
-            shutil.copytree(
-                project_dir,
-                staging,
-                dirs_exist_ok=True,
-                ignore=_ignore_root_entries(project_dir),
-            )
+            size = copy_site(project_dir, staging)
             try:
                 staging.rename(target)
             except OSError:
@@ -90,130 +164,317 @@ class LocalBackend:
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return SiteHandle(site_id, target.as_uri(), uploaded=True, bytes=_tree_bytes(target))
+        return SiteHandle(site_id, target.as_uri(), uploaded=True, bytes=size)
 
-    # -- renders -------------------------------------------------------------------------------
+    def default_manifest_uri(self, dag_id: str, run_id: str, group_id: str) -> str:
+        return (self.root / "manifests" / manifest_name(dag_id, run_id, group_id)).as_uri()
 
-    def _record_path(self, execution_name: str) -> Path:
-        return self.root / ".hyperframes" / "renders" / f"{execution_name}.json"
-
-    def previous_result(self, job: RenderJob) -> dict[str, Any] | None:
-        """The earlier successful result for this exact input, if its output still exists."""
-        record = self._record_path(job.execution_name)
-        if not record.is_file():
-            return None
-        data = json.loads(record.read_text())
-        if data.get("inputDigest") != job.input_digest:
-            return None
-        if not self.output_path(job.output_key).is_file():
-            return None
-        row: dict[str, Any] = data["row"]
-        return row
-
-    def render(
+    def settle(
         self,
-        job: RenderJob,
+        spec: BatchSpec,
+        refs: list[RowRef],
+        task_state: str | None,
         *,
-        on_progress: ProgressCallback | None = None,
-        on_start: Any = None,
-        timeout_s: float | None = None,
-    ) -> dict[str, Any]:
-        """Render one row to `<root>/<outputKey>`; return its manifest row or raise RenderFailed."""
-        output = self.output_path(job.output_key)
-        output.parent.mkdir(parents=True, exist_ok=True)
+        dag_id: str,
+        run_id: str,
+    ) -> dict[int, ManifestRow]:
+        """The recorded results of a killed task's rows (its renders died with it)."""
+        settled: dict[int, ManifestRow] = {}
+        for ref in refs:
+            record = self._read_record(ref.output_key)
+            if (
+                record is not None
+                and record.get("runId") == run_id
+                and record.get("line") == ref.line
+            ):
+                settled[ref.line] = ManifestRow.model_validate(record["row"])
+        return settled
+
+    # -- records -----------------------------------------------------------------------------
+
+    def _read_record(self, output_key: str) -> dict[str, Any] | None:
+        """The output's record; None when missing or unreadable (a truncated record from a
+        crash must not block the row: it is simply rendered again)."""
+        try:
+            data = json.loads(self._record_path(output_key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("row"), dict) else None
+
+    def _reusable(
+        self, record: dict[str, Any] | None, name: str, digest: str, target: Path
+    ) -> bool:
+        """True only when the file is provably the one this row's render wrote."""
+        if (
+            record is None
+            or record.get("executionName") != name
+            or record.get("inputDigest") != digest
+        ):
+            return False
+        try:
+            if target.stat().st_size != record.get("bytes"):
+                return False
+        except OSError:
+            return False
+        return _sha256(target) == record.get("sha256")
+
+    # -- renders -----------------------------------------------------------------------------
+
+    def render_lane(
+        self,
+        spec: BatchSpec,
+        lane: Lane,
+        *,
+        dag_id: str,
+        run_id: str,
+        owner: str,
+        force_rerender: bool = False,
+        timeout_s: float | None = 3600.0,
+        on_progress: Callable[[int, str], None] | None = None,
+        on_row_start: Callable[[int], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> list[ManifestRow]:
+        """Render the lane's rows back to back; return a row for each row that ended.
+
+        Rows are read again from the batch and checked (`storage.read_planned_rows`). A row
+        whose output is provably already its own is reused (unless `force_rerender`). One row
+        renders alone; several go through one CLI process (`render_local_lane`). A row killed
+        by `should_stop` gets no row: the caller records it.
+        """
+        wire = RenderConfig.model_validate(spec.config).to_wire()
+        reclaim(owner)  # whatever an earlier, hard-killed try of this task left behind
+        done: dict[int, ManifestRow] = {}
+        todo: list[_Todo] = []
+        for ref, loaded in zip(lane.rows, read_planned_rows(spec, lane.rows, wire), strict=True):
+            row = self._plan_row(
+                spec, wire, ref, loaded, dag_id=dag_id, run_id=run_id, force=force_rerender
+            )
+            if isinstance(row, ManifestRow):
+                done[ref.line] = row
+            else:
+                todo.append(row)
+        if todo:
+            config = RenderConfig.model_validate(spec.config)
+            kwargs: dict[str, Any] = {
+                "toolchain": self.toolchain,
+                "project_dir": self.site_dir(spec.site_id),
+                "fps": config.fps,
+                "quality": config.quality,
+                "format": config.format,
+                "on_start": on_start,
+                "owner": owner,
+            }
+            if len(todo) == 1:
+                self._render_one(todo[0], kwargs, timeout_s, on_progress, on_row_start, done)
+            else:
+                self._render_many(
+                    todo, kwargs, timeout_s, on_progress, on_row_start, should_stop, done
+                )
+        return [done[ref.line] for ref in lane.rows if ref.line in done]
+
+    def _plan_row(
+        self,
+        spec: BatchSpec,
+        wire: dict[str, Any],
+        ref: RowRef,
+        loaded: BatchRow | RowChanged,
+        *,
+        dag_id: str,
+        run_id: str,
+        force: bool,
+    ) -> ManifestRow | _Todo:
+        if isinstance(loaded, RowChanged):
+            return _row(ref, "failed-to-start", error="ROW_CHANGED", cause=str(loaded))
+        digest = row_digest(
+            base_wire=wire, bucket=spec.digest_bucket, site_id=spec.site_id, row=loaded
+        )
+        name = row_base_name(loaded, dag_id=dag_id, run_id=run_id, digest=digest)
+        try:
+            target = self.confined(ref.output_key)
+        except OutsideRoot as exc:
+            return _row(
+                ref, "failed-to-start", execution_name=name, error="UNSAFE_OUTPUT", cause=str(exc)
+            )
+        record = self._read_record(ref.output_key)
+        if not force and self._reusable(record, name, digest, target):
+            assert record is not None
+            return ManifestRow.model_validate(record["row"])
+        mine = record is not None and record.get("executionName") == name
+        attempt = int(record.get("attempt") or 1) + 1 if mine and record else 1
+        replaced = None
+        if record is not None and not mine and target.exists():
+            replaced = str(record.get("executionName"))
+        return _Todo(ref, loaded, name, digest, attempt, target, replaced, run_id, dag_id)
+
+    def _render_one(
+        self,
+        todo: _Todo,
+        kwargs: dict[str, Any],
+        timeout_s: float | None,
+        on_progress: Callable[[int, str], None] | None,
+        on_row_start: Callable[[int], None] | None,
+        done: dict[int, ManifestRow],
+    ) -> None:
+        line = todo.ref.line
+        if on_row_start is not None:
+            on_row_start(line)
         started_at = iso_now()
-        base = {
-            "inputLine": job.input_line,
-            "outputKey": job.output_key,
-            "executionName": job.execution_name,
-            "attempt": job.attempt,
-            "startedAt": started_at,
-        }
-        t0 = time.monotonic()
         try:
             result = render_local(
-                toolchain=self.toolchain,
-                project_dir=self.site_dir(job.site_id),
-                output_path=output,
-                variables=job.variables,
-                fps=_as_int(job.config.get("fps")),
-                quality=_local_quality(job.config.get("quality")),
-                format=str(job.config.get("format", "mp4")),
+                output_path=todo.target,
+                variables=todo.row.variables,
                 timeout_s=timeout_s,
-                on_progress=on_progress,
-                on_start=on_start,
-                # Variables were checked against the schema in prepare_batch; mismatches are
-                # warnings unless the batch ran with strict_variables (then the row is invalid).
-                strict_variables=False,
+                on_progress=(lambda text: on_progress(line, text)) if on_progress else None,
+                strict_variables=False,  # checked in prepare_batch; mismatches are warnings
+                **kwargs,
             )
-        except LocalRenderTimeout as exc:
-            raise RenderFailed(
-                {
-                    **base,
-                    "status": "timed-out",
-                    "error": "TIMEOUT",
-                    "cause": str(exc),
-                    "endedAt": iso_now(),
-                }
-            ) from exc
-        except LocalRenderError as exc:
-            raise RenderFailed(
-                {
-                    **base,
-                    "status": "failed",
-                    "error": "RENDER_FAILED",
-                    "cause": str(exc),
-                    "endedAt": iso_now(),
-                }
-            ) from exc
-        row = ManifestRow.model_validate(
+        except (LocalRenderError, OSError) as exc:
+            done[line] = self._failed(todo, exc, started_at)
+            return
+        done[line] = self._succeeded(todo, result, started_at)
+
+    def _render_many(
+        self,
+        todos: list[_Todo],
+        kwargs: dict[str, Any],
+        timeout_s: float | None,
+        on_progress: Callable[[int, str], None] | None,
+        on_row_start: Callable[[int], None] | None,
+        should_stop: Callable[[], bool],
+        done: dict[int, ManifestRow],
+    ) -> None:
+        started: dict[int, str] = {}
+
+        def row_start(index: int) -> None:
+            started[index] = iso_now()
+            if on_row_start is not None:
+                on_row_start(todos[index].ref.line)
+
+        def row_done(outcome: LaneOutcome) -> None:
+            todo = todos[outcome.index]
+            at = started.get(outcome.index, iso_now())
+            if outcome.result is not None:
+                done[todo.ref.line] = self._succeeded(todo, outcome.result, at)
+            else:
+                done[todo.ref.line] = self._failed(
+                    todo, outcome.error or LocalRenderError("failed"), at
+                )
+
+        render_local_lane(
+            items=[LaneItem(t.row.variables, t.target) for t in todos],
+            timeout_per_row_s=timeout_s,
+            on_row_start=row_start,
+            on_row_done=row_done,
+            on_progress=(lambda i, text: on_progress(todos[i].ref.line, text))
+            if on_progress
+            else None,
+            should_stop=should_stop,
+            **kwargs,
+        )
+
+    def _succeeded(self, todo: _Todo, result: LocalRenderResult, started_at: str) -> ManifestRow:
+        row = _row(
+            todo.ref,
+            "succeeded",
+            execution_name=todo.name,
+            output_uri=result.output_path.as_uri(),
+            frames=result.frames,
+            bytes=result.bytes,
+            cost_usd=0.0,
+            started_at=started_at,
+            ended_at=iso_now(),
+            attempt=todo.attempt,
+            replaced=todo.replaced,
+        )
+        write_json_atomic(
+            self._record_path(todo.ref.output_key),
             {
-                **base,
-                "status": "succeeded",
-                "outputUri": output.as_uri(),
-                "frames": result.frames,
+                "outputKey": todo.ref.output_key,
+                "executionName": todo.name,
+                "inputDigest": todo.digest,
+                "dagId": todo.dag_id,
+                "runId": todo.run_id,
+                "line": todo.ref.line,
+                "attempt": todo.attempt,
                 "bytes": result.bytes,
-                "costUsd": 0.0,
-                "endedAt": iso_now(),
-            }
-        ).model_dump(by_alias=True)
-        record = self._record_path(job.execution_name)
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(
-            json.dumps(
-                {
-                    "inputDigest": job.input_digest,
-                    "row": row,
-                    "renderSeconds": round(time.monotonic() - t0, 3),
-                }
-            )
+                "sha256": _sha256(result.output_path),
+                "row": row.model_dump(by_alias=True),
+            },
         )
         return row
 
+    def _failed(self, todo: _Todo, exc: BaseException, started_at: str) -> ManifestRow:
+        if isinstance(exc, LocalRenderTimeout):
+            status, error = "timed-out", "TIMEOUT"
+        elif isinstance(exc, LocalRenderError):
+            status, error = "failed", "RENDER_FAILED"
+        else:  # OS errors writing the output: name too long, a folder where the file goes...
+            status, error = "failed", type(exc).__name__
+        cause = (
+            str(exc)
+            if isinstance(exc, LocalRenderError)
+            else f"{exc.__class__.__name__}: {getattr(exc, 'strerror', None) or exc}"
+        )
+        return _row(
+            todo.ref,
+            status,
+            execution_name=todo.name,
+            error=error,
+            cause=redact(cause, todo.row.variables),
+            started_at=started_at,
+            ended_at=iso_now(),
+            attempt=todo.attempt,
+            replaced=todo.replaced,
+        )
+
     @staticmethod
     def stop(pid: int) -> None:
-        """Kill a render's whole process group (node, chrome, ffmpeg)."""
+        """Kill a render's whole process tree (node, chrome, ffmpeg)."""
         kill_process_group(pid)
 
 
-def _local_quality(quality: Any) -> str | None:
-    """Lambda's `standard`/`high`/`draft` map onto the CLI's presets (standard/high accepted)."""
-    return None if quality is None else str(quality)
+class _Todo:
+    """A row about to render: what it is, where it goes, which render of it this is."""
+
+    __slots__ = (
+        "attempt",
+        "dag_id",
+        "digest",
+        "name",
+        "ref",
+        "replaced",
+        "row",
+        "run_id",
+        "target",
+    )
+
+    def __init__(
+        self,
+        ref: RowRef,
+        row: BatchRow,
+        name: str,
+        digest: str,
+        attempt: int,
+        target: Path,
+        replaced: str | None,
+        run_id: str,
+        dag_id: str,
+    ) -> None:
+        self.ref, self.row, self.name, self.digest = ref, row, name, digest
+        self.attempt, self.target, self.replaced = attempt, target, replaced
+        self.run_id, self.dag_id = run_id, dag_id
 
 
-def _as_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _ignore_root_entries(root: Path) -> Any:
-    root = root.resolve()
-
-    def ignore(directory: str, names: list[str]) -> set[str]:
-        if Path(directory).resolve() != root:
-            return set()
-        return {n for n in names if n in SKIP_ROOT_ENTRIES}
-
-    return ignore
+def _row(ref: RowRef, status: str, **fields: Any) -> ManifestRow:
+    return ManifestRow.model_validate(
+        {
+            "inputLine": ref.line,
+            "outputKey": ref.output_key,
+            "status": status,
+            **{k: v for k, v in fields.items() if v is not None},
+        }
+    )
 
 
 def _tree_bytes(path: Path) -> int:

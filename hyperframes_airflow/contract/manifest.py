@@ -66,6 +66,11 @@ class ManifestRow(_Model):
     started_at: str | None = None
     ended_at: str | None = None
     attempt: int | None = None
+    """Which render of this row this is: 1, then one more each time it is rendered again."""
+    thumbnail_uri: str | None = None
+    """A poster frame of the output, stored beside it (local renders)."""
+    replaced: str | None = None
+    """When the output key already held another run's render: whose (its execution name)."""
 
 
 class ManifestTotals(_Model):

@@ -24,6 +24,7 @@ from hyperframes_airflow.contract.execution import (
     render_digest,
 )
 from hyperframes_airflow.contract.issues import Issue, Severity
+from hyperframes_airflow.contract.rows import DIGEST_CHARS, RowRef
 from hyperframes_airflow.contract.site import site_key
 from hyperframes_airflow.contract.variables import validate_variables
 
@@ -42,6 +43,18 @@ class PlannedRow:
     input_digest: str
     variables: Mapping[str, Any]
     input_bytes: int
+    offset: int | None = None
+
+    def ref(self) -> RowRef:
+        """What a render task is given for this row (no variables: it reads them itself)."""
+        if self.offset is None:
+            raise ValueError(f"line {self.line} has no byte offset (read the batch in binary)")
+        return RowRef(
+            line=self.line,
+            offset=self.offset,
+            digest=self.input_digest[:DIGEST_CHARS],
+            output_key=self.output_key,
+        )
 
 
 @dataclass(frozen=True)
@@ -100,12 +113,11 @@ def plan_batch(
     invalid_by_line: dict[int, InvalidRow] = {
         r.line: InvalidRow(r.line, r.output_key, list(r.errors)) for r in parsed.rejected
     }
-    project_uri = f"s3://{bucket}/{site_key(site_id)}"
     base_wire = config.to_wire()  # validated once; each row only adds its variables, last
     for row in parsed.rows:
         row_issues = _variable_issues(row, composition, strict_variables)
         plan.issues.extend(row_issues)
-        planned, size_issue = _plan_row(row, base_wire, project_uri, bucket, dag_id, run_id)
+        planned, size_issue = _plan_row(row, base_wire, site_id, bucket, dag_id, run_id)
         if size_issue is not None:
             plan.issues.append(size_issue)
             row_issues.append(size_issue)
@@ -129,38 +141,71 @@ def _variable_issues(row: BatchRow, composition: Composition, strict: bool) -> l
     ]
 
 
+def digest_project_uri(bucket: str, site_id: str) -> str:
+    """The ProjectS3Uri a row's input (and so its digest) is computed with."""
+    return f"s3://{bucket}/{site_key(site_id)}"
+
+
+def row_wire(base_wire: Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The row's wire Config: Node spreads `variables: row.variables` last, omitted if empty."""
+    return {**base_wire, "variables": dict(variables)} if variables else dict(base_wire)
+
+
+def row_digest(*, base_wire: Mapping[str, Any], bucket: str, site_id: str, row: BatchRow) -> str:
+    """sha256 of everything in the row's render input except its name (see `render_digest`)."""
+    return render_digest(
+        project_s3_uri=digest_project_uri(bucket, site_id),
+        bucket=bucket,
+        output_key=row.output_key,
+        config=row_wire(base_wire, row.variables),
+    )
+
+
+def row_base_name(row: BatchRow, *, dag_id: str, run_id: str, digest: str) -> str:
+    """The row's first execution name: its own `executionName`, else the deterministic one."""
+    if row.execution_name:
+        return row.execution_name
+    return execution_name(dag_id=dag_id, run_id=run_id, row_line=row.line, digest=digest)
+
+
+def encode_row_input(
+    *, base_wire: Mapping[str, Any], bucket: str, site_id: str, row: BatchRow, name: str
+) -> str:
+    """The exact StartExecution input of `row` under `name`; raises past 262,144 bytes."""
+    encoded = encode_execution_input(
+        build_execution_input(
+            project_s3_uri=digest_project_uri(bucket, site_id),
+            bucket=bucket,
+            execution_name=name,
+            output_key=row.output_key,
+            config=row_wire(base_wire, row.variables),
+        )
+    )
+    check_input_size(encoded)
+    return encoded
+
+
 def _plan_row(
     row: BatchRow,
     base_wire: Mapping[str, Any],
-    project_uri: str,
+    site_id: str,
     bucket: str,
     dag_id: str,
     run_id: str,
 ) -> tuple[PlannedRow | None, Issue | None]:
-    # Node spreads `variables: row.variables` last; parsed rows hold only JSON values.
-    wire = {**base_wire, "variables": row.variables} if row.variables else dict(base_wire)
-    digest = render_digest(
-        project_s3_uri=project_uri, bucket=bucket, output_key=row.output_key, config=wire
-    )
-    if row.execution_name:
-        name = attempt_name(row.execution_name, 1)
-    else:
-        name = execution_name(dag_id=dag_id, run_id=run_id, row_line=row.line, digest=digest)
+    digest = row_digest(base_wire=base_wire, bucket=bucket, site_id=site_id, row=row)
+    name = attempt_name(row_base_name(row, dag_id=dag_id, run_id=run_id, digest=digest), 1)
     try:
-        encoded = encode_execution_input(
-            build_execution_input(
-                project_s3_uri=project_uri,
-                bucket=bucket,
-                execution_name=name,
-                output_key=row.output_key,
-                config=wire,
-            )
+        encoded = encode_row_input(
+            base_wire=base_wire, bucket=bucket, site_id=site_id, row=row, name=name
         )
-        check_input_size(encoded)
     except (ExecutionInputTooLarge, ValueError) as exc:
         return None, Issue(row.line, "variables", "error", str(exc))
     size = len(encoded.encode("utf-8"))
-    return PlannedRow(row.line, row.output_key, name, digest, row.variables, size), None
+    planned = PlannedRow(
+        row.line, row.output_key, name, digest, row.variables, size, offset=row.offset
+    )
+    return planned, None
 
 
 def load_project(project_dir: str | Path) -> tuple[Composition, str]:

@@ -161,3 +161,24 @@ def build_tarball(project_dir: StrPath, dest_path: StrPath) -> int:
         ):
             _write_tar(tar, root, dest_real)
     return os.stat(dest).st_size
+
+
+def copy_site(project_dir: StrPath, dest_dir: StrPath) -> int:
+    """Copy exactly what the siteId covers (root skip list applied) into `dest_dir`; bytes copied.
+
+    The local backend deploys with it, so a local site holds what a Lambda site's tarball holds.
+    """
+    root = _require_dir(project_dir)
+    dest = os.fspath(dest_dir)
+    total = 0
+    for rel, entry in _walk(root):
+        target = os.path.join(dest, rel)
+        if entry.is_dir(follow_symlinks=False):
+            os.makedirs(target, exist_ok=True)
+        elif entry.is_file(follow_symlinks=False):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(entry.path, "rb") as src, open(target, "wb") as out:
+                while chunk := src.read(_CHUNK):
+                    out.write(chunk)
+                    total += len(chunk)
+    return total

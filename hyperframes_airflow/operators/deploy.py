@@ -9,19 +9,23 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
-from hyperframes_airflow.backends import make_backend
 from hyperframes_airflow.contract.site import require_entry_file, site_id
+from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
+from hyperframes_airflow.operators._backend import BACKEND_TEMPLATE_FIELDS, BackendSettings
 from hyperframes_airflow.operators._coerce import as_bool
 
 
-class HyperframesDeploySiteOperator(BaseOperator):
+class HyperframesDeploySiteOperator(BackendSettings, BaseOperator):
     """Deploy `sites/<siteId>/` (S3 tarball or local copy) unless it is already there.
 
     The siteId is the Node SDK's content hash, so a site deployed by `hyperframes lambda` is
     reused as is, and an unchanged project is never uploaded twice. Skipped on dry runs.
+
+    :param project_dir: The HyperFrames project (contains index.html).
+    :param dry_run: Deploy nothing (the task is skipped).
     """
 
-    template_fields: Sequence[str] = ("project_dir", "is_dry_run", "local_root")
+    template_fields: Sequence[str] = ("project_dir", "is_dry_run", *BACKEND_TEMPLATE_FIELDS)
     ui_color = "#fef7e0"
 
     def __init__(
@@ -29,16 +33,17 @@ class HyperframesDeploySiteOperator(BaseOperator):
         *,
         project_dir: str,
         backend: str = "local",
-        conn_id: str = "hyperframes_default",
+        conn_id: str | None = DEFAULT_CONN_ID,
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
         local_root: str | None = None,
         dry_run: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.set_backend(backend, conn_id, region_name, verify, botocore_config, local_root)
         self.project_dir = project_dir
-        self.backend = backend
-        self.conn_id = conn_id
-        self.local_root = local_root
         self.is_dry_run = dry_run
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -47,8 +52,7 @@ class HyperframesDeploySiteOperator(BaseOperator):
         project = Path(self.project_dir)
         require_entry_file(project)
         sid = site_id(project)
-        backend = make_backend(self.backend, local_root=self.local_root, conn_id=self.conn_id)
-        handle = backend.deploy_site(project, sid)
+        handle = self.render_backend().deploy_site(project, sid)
         verb = "Deployed" if handle.uploaded else "Reusing already deployed"
         self.log.info("%s site %s at %s (%d bytes)", verb, sid, handle.project_uri, handle.bytes)
         return handle.to_dict()

@@ -1,225 +1,226 @@
-"""The trigger a deferred render waits on: it ends the task, and stops the render when killed."""
+"""The trigger a Lambda render task defers to: it renders the task's lane and ends the task.
+
+The worker defers at once (it only knows which rows are its own); everything else happens
+here, in the triggerer: reading each row back from the batch, starting its execution, waiting,
+stopping it at its deadline, and building its manifest row. The rows' results are pushed as the
+task's `return_value` XCom (the one result channel: `contract.rows.decode_rows`), then the
+trigger ends the task itself (`TaskSuccessEvent`/`TaskFailedEvent`), so a task costs one worker
+launch however many rows its lane holds.
+
+`on_kill` (Airflow 3.3: a user marked the task failed or success, cleared it, or failed the
+run) stops the render in flight, unless `stop_on_kill` is off, and records what the lane did,
+so the manifest has every row's true status even when a lane is killed half-way. A trigger that
+is re-created (triggerer restart, another triggerer) starts the lane over and finds every row it
+already started under its deterministic name: no row is ever rendered twice.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, suppress
+from datetime import datetime
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.amazon.aws.links.step_function import StateMachineExecutionsDetailsLink
 from airflow.triggers.base import BaseTrigger, TaskFailedEvent, TaskSuccessEvent, TriggerEvent
 
-from hyperframes_airflow.backends.lambda_ import STOP_ERROR, execution_result_row
-from hyperframes_airflow.contract.progress import render_progress
-from hyperframes_airflow.triggers.watcher import ExecutionWatcher, read_budget
+from hyperframes_airflow.contract.manifest import ManifestRow
+from hyperframes_airflow.contract.rows import BatchSpec, Lane, RenderAttempt
+from hyperframes_airflow.hooks.stack import HyperframesStackHook
+from hyperframes_airflow.triggers.lane import LambdaLane, LaneOptions, unfinished_rows
+from hyperframes_airflow.xcom import RESULT_KEY
 
-#: XCom key every render pushes its manifest row under (shared with the operator).
-ROW_RESULT_KEY = "row_result"
+__all__ = ["HyperframesRenderTrigger"]
 
-#: `on_kill` stops still in flight, referenced so they run to the end (see `on_kill`).
-_KILL_STOPS: set[asyncio.Future[None]] = set()
+#: `on_kill` work still in flight, referenced so it runs to the end (see `on_kill`).
+_KILL_WORK: set[asyncio.Future[None]] = set()
+_KILLED_WHY = "its Airflow task was killed (marked failed or success, cleared, or the run failed)"
 
 
 class HyperframesRenderTrigger(BaseTrigger):
-    """Wait for one Step Functions render, log its progress, and finish the task from here.
+    """Render one lane of rows on the Lambda stack and end the task with their results.
 
-    A task may hold several rows (big batches); the trigger ends the task only for its last row,
-    with every row's result (`previous_results` + this one), and otherwise hands the row back
-    to the operator, which starts the next one.
-
-    Waiting goes through the shared `ExecutionWatcher`, so the triggerer makes one ListExecutions
-    sweep per state machine per interval however many renders wait. When the execution ends, the
-    trigger reads its history once (frames, cost, errors) and yields `TaskSuccessEvent` or
-    `TaskFailedEvent` carrying the manifest row as XCom: the task ends without being resumed on a
-    worker, so a row costs one worker launch instead of two.
-
-    `on_kill` runs when a user marks the task failed or success, clears it, or fails the DAG run
-    (Airflow 3.3); it stops the execution unless `stop_on_kill` is off, and not when the task is
-    still deferred (a trigger being reassigned to another triggerer must not stop a live render).
+    :param lane: The task's rows (`contract.rows.Lane.dump()`): lines, offsets, digests, keys.
+    :param spec: The batch's shared facts (`contract.rows.BatchSpec.dump()`), no variables.
+    :param render_task: `dag_id`, `task_id`, `run_id`, `map_index` of the task, and `try_started_at`
+        (ISO time the try started: executions started later are this try's own).
+    :param aws_conn_id: The connection, as for the Amazon provider's triggers.
+    :param region_name: Region override (the stack's region is in `spec`).
+    :param verify: SSL verification, as for every AWS hook.
+    :param botocore_config: botocore client configuration, as for every AWS hook.
+    :param force_rerender: Render rows again even when an earlier execution succeeded.
+    :param stop_on_kill: Stop the render when the task is killed (False: let it finish).
+    :param render_timeout_s: Each row's deadline; past it the execution is stopped.
+    :param poll_interval: The longest gap between status sweeps.
+    :param progress_interval: How often a running render's progress is logged.
     """
 
     def __init__(
         self,
         *,
-        execution_arn: str,
-        state_machine_arn: str,
-        job: dict[str, Any],
+        lane: dict[str, Any],
+        spec: dict[str, Any],
+        render_task: dict[str, Any],
         aws_conn_id: str | None,
         region_name: str | None = None,
-        memory_mb: int = 10240,
-        poll_interval: float = 10.0,
-        progress_interval: float = 60.0,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        force_rerender: bool = False,
         stop_on_kill: bool = True,
-        end_from_trigger: bool = True,
-        previous_results: list[dict[str, Any]] | None = None,
+        render_timeout_s: float | None = 3600.0,
+        poll_interval: float = 10.0,
+        progress_interval: float = 300.0,
     ) -> None:
         super().__init__()
-        self.execution_arn = execution_arn
-        self.state_machine_arn = state_machine_arn
-        self.job = job
+        self.lane = lane
+        self.spec = spec
+        self.render_task = render_task
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
-        self.memory_mb = memory_mb
+        self.verify = verify
+        self.botocore_config = botocore_config
+        self.force_rerender = force_rerender
+        self.stop_on_kill = stop_on_kill
+        self.render_timeout_s = render_timeout_s
         self.poll_interval = poll_interval
         self.progress_interval = progress_interval
-        self.stop_on_kill = stop_on_kill
-        self.end_from_trigger = end_from_trigger
-        self.previous_results = previous_results or []
+        self._runner: LambdaLane | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "execution_arn": self.execution_arn,
-                "state_machine_arn": self.state_machine_arn,
-                "job": self.job,
+                "lane": self.lane,
+                "spec": self.spec,
+                "render_task": self.render_task,
                 "aws_conn_id": self.aws_conn_id,
                 "region_name": self.region_name,
-                "memory_mb": self.memory_mb,
+                "verify": self.verify,
+                "botocore_config": self.botocore_config,
+                "force_rerender": self.force_rerender,
+                "stop_on_kill": self.stop_on_kill,
+                "render_timeout_s": self.render_timeout_s,
                 "poll_interval": self.poll_interval,
                 "progress_interval": self.progress_interval,
-                "stop_on_kill": self.stop_on_kill,
-                "end_from_trigger": self.end_from_trigger,
-                "previous_results": self.previous_results,
             },
         )
 
-    def _hook(self) -> AwsBaseHook:
-        return AwsBaseHook(
-            aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="stepfunctions"
+    @property
+    def hook(self) -> HyperframesStackHook:
+        return HyperframesStackHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
         )
 
-    async def _client(self) -> AbstractAsyncContextManager[Any]:
-        client: AbstractAsyncContextManager[Any] = await self._hook().get_async_conn()
-        return client
+    def runner(self) -> LambdaLane:
+        if self._runner is None:
+            self._runner = LambdaLane(
+                self.hook,
+                BatchSpec.model_validate(self.spec),
+                Lane.model_validate(self.lane),
+                LaneOptions(
+                    dag_id=str(self.render_task["dag_id"]),
+                    run_id=str(self.render_task["run_id"]),
+                    try_started_at=datetime.fromisoformat(str(self.render_task["try_started_at"])),
+                    force_rerender=self.force_rerender,
+                    render_timeout_s=self.render_timeout_s,
+                    poll_interval=self.poll_interval,
+                    progress_interval=self.progress_interval,
+                ),
+                self.log,
+                on_started=self._publish_link,
+            )
+        return self._runner
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        watcher = ExecutionWatcher.for_state_machine(
-            conn_key=f"{self.aws_conn_id}|{self.region_name}",
-            state_machine_arn=self.state_machine_arn,
-            client_factory=self._client,
-            interval=self.poll_interval,
-        )
-        done = watcher.watch(self.execution_arn)
-        try:
-            while True:
-                try:
-                    described = await asyncio.wait_for(
-                        asyncio.shield(done), timeout=self.progress_interval
-                    )
-                    break
-                except TimeoutError:
-                    await self._log_progress()
-        finally:
-            if not done.done():
-                watcher.unwatch(self.execution_arn)
-        row = await self._result_row(described)
-        self.log.info(
-            "Render %s for line %s: %s", row["status"], self.job.get("line"), row.get("outputUri")
-        )
-        if row["status"] != "succeeded":
-            self.log.error("%s: %s", row.get("error"), row.get("cause"))
-        if not self.end_from_trigger:
-            yield TriggerEvent(row)
-            return
-        rows: list[Any] = [*self.previous_results, row]
-        if all(r["status"] == "succeeded" for r in rows):
-            yield TaskSuccessEvent(xcoms={"return_value": rows, ROW_RESULT_KEY: rows})
-        else:
-            yield TaskFailedEvent(xcoms={ROW_RESULT_KEY: rows})
+        runner = self.runner()
+        rows = await runner.run()
+        await self._publish(rows)
+        failed = [r for r in rows if r.status != "succeeded"]
+        for row in failed:
+            self.log.error("Row %d %s: %s: %s", row.input_line, row.status, row.error, row.cause)
+        yield TaskFailedEvent() if failed else TaskSuccessEvent()
 
-    async def _history(self, client: Any) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        token: str | None = None
-        for _ in range(50):  # the Node SDK reads at most 50 pages too
-            await read_budget().history.acquire()
-            kwargs: dict[str, Any] = {"executionArn": self.execution_arn, "maxResults": 1000}
-            if token:
-                kwargs["nextToken"] = token
-            page = await client.get_execution_history(**kwargs)
-            events.extend(page.get("events", []))
-            token = page.get("nextToken")
-            if not token:
-                break
-        return events
+    async def _publish(self, rows: list[ManifestRow]) -> None:
+        """Push the rows as the task's `return_value` (the one result channel)."""
+        await self._set_xcom(RESULT_KEY, [row.model_dump(by_alias=True) for row in rows])
 
-    async def _log_progress(self) -> None:
-        """Log `getRenderProgress` at a modest cadence, only when the read budget allows."""
-        if not read_budget().history.try_acquire():
-            return
-        try:
-            async with await self._client() as client:
-                events = await self._history(client)
-        except Exception as exc:  # progress is informative; never fail the wait over it
-            self.log.warning("Could not read progress: %s", exc)
-            return
-        progress = render_progress({"status": "RUNNING"}, events, memory_mb=self.memory_mb)
-        total = progress.total_frames if progress.total_frames is not None else "?"
-        self.log.info(
-            "[RUNNING] %d%% • %s/%s frames • %s",
-            round(progress.overall_progress * 100),
-            progress.frames_rendered,
-            total,
-            progress.costs.display_cost,
+    async def _publish_link(self, attempt: RenderAttempt) -> None:
+        """The console link to the row rendering now, as the Amazon provider persists it."""
+        arn = attempt.execution_arn or ""
+        value = {
+            "region_name": arn.split(":")[3] if arn.count(":") >= 3 else self.region_name,
+            "aws_domain": StateMachineExecutionsDetailsLink.get_aws_domain(arn.split(":")[1]),
+            "execution_arn": arn,
+        }
+        await self._set_xcom(StateMachineExecutionsDetailsLink.key, value)
+
+    async def _set_xcom(self, key: str, value: Any) -> None:
+        from airflow.sdk.execution_time.xcom import XCom
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(XCom.set)(
+            key=key,
+            value=value,
+            dag_id=self.render_task["dag_id"],
+            task_id=self.render_task["task_id"],
+            run_id=self.render_task["run_id"],
+            map_index=int(self.render_task.get("map_index", -1)),
         )
-
-    async def _result_row(self, described: dict[str, Any]) -> dict[str, Any]:
-        events: list[dict[str, Any]] = []
-        with suppress(Exception):  # history only refines cost and errors
-            async with await self._client() as client:
-                events = await self._history(client)
-        return execution_result_row(self.job, described, events, memory_mb=self.memory_mb)
 
     async def on_kill(self) -> None:
-        """Stop the execution when a user killed the task (not on triggerer restarts).
+        """Stop the render in flight and record the lane's rows (Airflow 3.3 user actions).
 
-        The work runs in its own task, shielded: Airflow 3.3.2's triggerer re-sends the
-        cancellation on every state sync while `on_kill` runs, which cancels `on_kill` at its
-        next await (and swallows that silently) long before `[triggerer] on_kill_timeout`; seen
-        on a real stack, the StopExecution was never sent. The shielded task finishes anyway.
+        The work runs in its own task, shielded: the 3.3.2 triggerer re-sends the cancellation
+        on every state sync while `on_kill` runs, which would cancel it at its next await long
+        before `[triggerer] on_kill_timeout` (seen on a real stack: no StopExecution was sent).
         """
-        stop = asyncio.ensure_future(self._stop_on_kill())
-        _KILL_STOPS.add(stop)
-        stop.add_done_callback(_KILL_STOPS.discard)
-        await asyncio.shield(stop)
+        work = asyncio.ensure_future(self._on_kill())
+        _KILL_WORK.add(work)
+        work.add_done_callback(_KILL_WORK.discard)
+        await asyncio.shield(work)
 
-    async def _stop_on_kill(self) -> None:
-        if not self.stop_on_kill:
-            self.log.info(
-                "Task killed; leaving %s running (stop_on_kill=False)", self.execution_arn
-            )
+    async def _on_kill(self) -> None:
+        runner = self._runner
+        if runner is None:
             return
         if await self._task_still_deferred():
             self.log.warning(
-                "on_kill fired but the task is still deferred (trigger reassigned); "
-                "not stopping %s",
-                self.execution_arn,
+                "on_kill fired but the task is still deferred (trigger moved); not stopping"
             )
             return
-        self.log.info("Task killed: stopping %s", self.execution_arn)
-        try:
-            async with await self._client() as client:
-                await client.stop_execution(
-                    executionArn=self.execution_arn,
-                    error=STOP_ERROR,
-                    cause="Stopped because its Airflow task was killed (marked, cleared, failed).",
+        rows = list(runner.results)
+        if runner.current is not None:
+            if self.stop_on_kill:
+                stopped = await runner.stop_current(_KILLED_WHY)
+                if stopped is not None:
+                    rows.append(stopped)
+            else:
+                self.log.info(
+                    "Task killed; leaving %s running (stop_on_kill=False)",
+                    runner.current.execution_arn,
                 )
-        except Exception as exc:  # already closed or missing is fine: stopping is idempotent
-            self.log.info("StopExecution for %s: %s", self.execution_arn, exc)
+        rows.extend(unfinished_rows(runner.lane, rows, f"not started: {_KILLED_WHY}"))
+        try:
+            await self._publish(rows)
+        except Exception as exc:  # the manifest falls back to the executions themselves
+            self.log.warning("Could not record the killed lane's rows: %s", exc)
 
     async def _task_still_deferred(self) -> bool:
-        ti = self.task_instance
-        if ti is None:
-            return False
+        """A trigger being moved to another triggerer must not stop a live render."""
         try:
             from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
             from asgiref.sync import sync_to_async
 
             states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
-                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+                dag_id=self.render_task["dag_id"],
+                task_ids=[self.render_task["task_id"]],
+                run_ids=[self.render_task["run_id"]],
+                map_index=int(self.render_task.get("map_index", -1)),
             )
         except Exception:  # cannot tell: a user action is the documented reason on_kill runs
             return False
-        found = (states or {}).get(ti.run_id) or {}
+        found = (states or {}).get(self.render_task["run_id"]) or {}
         return any(str(state) == "deferred" for state in found.values())

@@ -1,24 +1,38 @@
 """One Step Functions poller per state machine per triggerer process, shared by every render.
 
 A thousand deferred renders that each called DescribeExecution every few seconds would blow the
-account's read quotas (DescribeExecution refills at 15/s, ListExecutions at 5/s). Instead, every
-waiting render registers here; one sweep of `ListExecutions(statusFilter=RUNNING)` per interval
-serves all of them, and DescribeExecution is called only for watched executions that are no
-longer listed as running. All calls draw from process-wide token buckets, with jitter so many
-triggerers do not sweep in lockstep.
+account's read quotas (DescribeExecution refills at 15/s, ListExecutions at 5/s). Instead every
+waiting render registers here, saying when it expects its render to end; one
+`ListExecutions(statusFilter=RUNNING)` sweep serves all of them. Sweeps come often (every
+`NEAR_INTERVAL`) while some render is due, and rarely (`FAR_INTERVAL`) while none is, so an end
+is seen within about a second at well under one read per render. Expected durations start from
+the estimate and then follow what this state machine's renders really took.
+
+All reads draw from process-wide token buckets, with jitter so many triggerers do not sweep in
+lockstep. A render missing from a sweep is only a candidate: the caller confirms the end from
+the execution's history, which it reads anyway for the manifest row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import statistics
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-ClientFactory = Callable[[], Awaitable[AbstractAsyncContextManager[Any]]]
+__all__ = [
+    "FAR_INTERVAL",
+    "NEAR_INTERVAL",
+    "ExecutionWatcher",
+    "ReadBudget",
+    "TokenBucket",
+    "read_budget",
+]
 
 #: Read budgets per triggerer process, well under the Step Functions account quotas
 #: (DescribeExecution 15/s, ListExecutions 5/s, GetExecutionHistory 20/s in the big regions),
@@ -26,8 +40,19 @@ ClientFactory = Callable[[], Awaitable[AbstractAsyncContextManager[Any]]]
 LIST_PER_SECOND = 2.0
 DESCRIBE_PER_SECOND = 5.0
 HISTORY_PER_SECOND = 5.0
+#: Sweep spacing while a render is due (or overdue), and while none is.
+NEAR_INTERVAL = 0.5
+FAR_INTERVAL = 10.0
+#: How long before its expected end a render counts as due.
+LEAD_SECONDS = 2.0
+#: An overdue render is looked for again after this fraction of the time it has run so far.
+OVERDUE_BACKOFF = 0.1
+#: A render must have been watched this long before a sweep's silence counts (list lag).
+LIST_GRACE_SECONDS = 1.0
 #: Sweeps that may fail in a row (throttling, network) before the waiting renders are failed.
 MAX_CONSECUTIVE_FAILURES = 10
+
+RunningLister = Callable[[Callable[[], Awaitable[None]]], Awaitable[set[str]]]
 
 
 class TokenBucket:
@@ -67,8 +92,8 @@ class ReadBudget:
         self.history = TokenBucket(HISTORY_PER_SECOND, burst=10)
 
 
-# Keyed by the loop object (weakly), not id(loop): asyncio primitives are bound to one loop, and
-# dag.test() runs each trigger in a fresh loop that may reuse a dead loop's id.
+# Keyed by the loop object (weakly): asyncio primitives are bound to one loop, and dag.test()
+# runs each trigger in a fresh loop that may reuse a dead loop's id.
 _budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadBudget] = (
     weakref.WeakKeyDictionary()
 )
@@ -81,70 +106,106 @@ def read_budget() -> ReadBudget:
     return _budgets[loop]
 
 
+@dataclass
+class _Watch:
+    future: asyncio.Future[None]
+    since: float
+    due: float
+
+
+@dataclass
+class _Stats:
+    """Recent render durations of one state machine (what "expected" learns from)."""
+
+    durations: deque[float] = field(default_factory=lambda: deque(maxlen=50))
+
+    def expected(self, fallback: float | None) -> float | None:
+        if len(self.durations) >= 1:
+            return statistics.median(self.durations)
+        return fallback
+
+
 class ExecutionWatcher:
-    """Resolves one future per watched execution when that execution leaves RUNNING."""
+    """Resolves one future per watched execution once a sweep no longer lists it as RUNNING."""
 
     _registry: ClassVar[
         weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[tuple[str, str], ExecutionWatcher]
+            asyncio.AbstractEventLoop, dict[tuple[str, ...], ExecutionWatcher]
         ]
     ] = weakref.WeakKeyDictionary()
 
-    def __init__(
-        self,
-        key: tuple[str, str],
-        state_machine_arn: str,
-        client_factory: ClientFactory,
-        interval: float,
-    ) -> None:
+    def __init__(self, key: tuple[str, ...], list_running: RunningLister, far: float) -> None:
         self._key = key
-        self.state_machine_arn = state_machine_arn
-        self._client_factory = client_factory
-        self.interval = interval
-        self._watched: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._list_running = list_running
+        self.far = far
+        self._watched: dict[str, _Watch] = {}
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.stats = _Stats()
         self.sweeps = 0
         self.consecutive_failures = 0
-        self.describes = 0
 
     @classmethod
     def for_state_machine(
-        cls,
-        *,
-        conn_key: str,
-        state_machine_arn: str,
-        client_factory: ClientFactory,
-        interval: float,
+        cls, key: tuple[str, ...], list_running: RunningLister, *, far: float = FAR_INTERVAL
     ) -> ExecutionWatcher:
+        """The loop's watcher for `key` (connection, region, state machine), made on first use."""
         watchers = cls._registry.setdefault(asyncio.get_running_loop(), {})
-        key = (conn_key, state_machine_arn)
         watcher = watchers.get(key)
         if watcher is None:
-            watcher = cls(key, state_machine_arn, client_factory, interval)
-            watchers[key] = watcher
-        watcher.interval = min(watcher.interval, interval)
+            watcher = watchers[key] = cls(key, list_running, far)
+        watcher.far = min(watcher.far, far)
         return watcher
 
-    def watch(self, execution_arn: str) -> asyncio.Future[dict[str, Any]]:
-        """A future that resolves to DescribeExecution once the execution is no longer RUNNING."""
-        future = self._watched.get(execution_arn)
-        if future is None or future.done():
-            future = asyncio.get_running_loop().create_future()
-            self._watched[execution_arn] = future
+    def expected_seconds(self, fallback: float | None) -> float | None:
+        """How long a render of this state machine is expected to take."""
+        return self.stats.expected(fallback)
+
+    def record_duration(self, seconds: float) -> None:
+        if seconds > 0:
+            self.stats.durations.append(seconds)
+
+    def watch(
+        self, execution_arn: str, *, started: float, expected: float | None
+    ) -> asyncio.Future[None]:
+        """A future resolved when a sweep no longer lists the execution as RUNNING.
+
+        `started` is `time.monotonic()` when it started; `expected` its expected duration.
+        """
+        loop = asyncio.get_running_loop()
+        watch = self._watched.get(execution_arn)
+        if watch is None or watch.future.done():
+            now = time.monotonic()
+            due = started + expected - LEAD_SECONDS if expected is not None else now + self.far
+            watch = _Watch(loop.create_future(), since=now, due=due)
+            self._watched[execution_arn] = watch
+        self._wake.set()
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=f"hf-watch:{self.state_machine_arn}")
-        return future
+            self._task = asyncio.create_task(self._run(), name=f"hf-watch:{self._key[-1]}")
+        return watch.future
 
     def unwatch(self, execution_arn: str) -> None:
-        future = self._watched.pop(execution_arn, None)
-        if future is not None and not future.done():
-            future.cancel()
+        watch = self._watched.pop(execution_arn, None)
+        if watch is not None and not watch.future.done():
+            watch.future.cancel()
+
+    def _next_delay(self, now: float) -> float:
+        earliest = min((w.due for w in self._watched.values()), default=now + self.far)
+        if earliest <= now:
+            return NEAR_INTERVAL * random.uniform(0.8, 1.2)
+        return min(self.far, max(NEAR_INTERVAL, earliest - now)) * random.uniform(0.9, 1.1)
 
     async def _run(self) -> None:
         budget = read_budget()
         try:
             while self._watched:
-                await asyncio.sleep(self.interval * random.uniform(0.8, 1.2))
+                self._wake.clear()
+                delay = self._next_delay(time.monotonic())
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                    continue  # a new render registered: reconsider the schedule
+                except TimeoutError:
+                    pass
                 if not self._watched:
                     break
                 try:
@@ -152,12 +213,12 @@ class ExecutionWatcher:
                     self.consecutive_failures = 0
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # transient: retried next interval, up to a limit
+                except Exception as exc:  # transient: retried next time, up to a limit
                     self.consecutive_failures += 1
                     if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
-                        for future in self._watched.values():
-                            if not future.done():
-                                future.set_exception(exc)
+                        for watch in self._watched.values():
+                            if not watch.future.done():
+                                watch.future.set_exception(exc)
                         self._watched.clear()
         finally:
             watchers = ExecutionWatcher._registry.get(asyncio.get_running_loop(), {})
@@ -166,38 +227,19 @@ class ExecutionWatcher:
 
     async def _sweep(self, budget: ReadBudget) -> None:
         self.sweeps += 1
-        async with await self._client_factory() as client:
-            running: set[str] = set()
-            token: str | None = None
-            while True:
-                await budget.list.acquire()
-                kwargs: dict[str, Any] = {
-                    "stateMachineArn": self.state_machine_arn,
-                    "statusFilter": "RUNNING",
-                    "maxResults": 1000,
-                }
-                if token:
-                    kwargs["nextToken"] = token
-                page = await client.list_executions(**kwargs)
-                running.update(e["executionArn"] for e in page.get("executions", []))
-                token = page.get("nextToken")
-                if not token:
-                    break
-            for arn in [a for a in self._watched if a not in running]:
-                future = self._watched.get(arn)
-                if future is None or future.done():
-                    continue
-                await budget.describe.acquire()
-                self.describes += 1
-                try:
-                    described = await client.describe_execution(executionArn=arn)
-                except client.exceptions.ExecutionDoesNotExist:
-                    described = {
-                        "executionArn": arn,
-                        "status": "ABORTED",
-                        "error": "ExecutionDoesNotExist",
-                        "cause": "execution not found",
-                    }
-                if described.get("status", "RUNNING") != "RUNNING":
-                    self._watched.pop(arn, None)
-                    future.set_result(described)
+        began = time.monotonic()
+        running = await self._list_running(budget.list.acquire)
+        now = time.monotonic()
+        for arn, watch in list(self._watched.items()):
+            if watch.future.done():
+                continue
+            if arn in running:
+                if watch.due <= now:  # overdue: look again later, the later the longer it ran
+                    watch.due = now + min(
+                        self.far, max(NEAR_INTERVAL, OVERDUE_BACKOFF * (now - watch.since))
+                    )
+                continue
+            if began - watch.since < LIST_GRACE_SECONDS:
+                continue  # started just now: the list may not show it yet
+            self._watched.pop(arn, None)
+            watch.future.set_result(None)

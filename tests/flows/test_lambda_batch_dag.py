@@ -8,6 +8,7 @@ The trigger runs inline under dag.test(); its aiobotocore client talks HTTP to m
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -159,24 +160,116 @@ def _xcom(run: Any, task_id: str, key: str, map_index: int = -1) -> Any:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_big_variables_stay_out_of_xcom_and_the_console_link_is_kept(hf_conn: MotoStack) -> None:
-    stack = hf_conn
-    big = {"title": "Hi", "notes": "n" * 6000}
-    batch = _put_batch(stack, "batches/big.jsonl", [{"outputKey": "big.mp4", "variables": big}])
-    run = run_dag(_dag("hf_lambda_big", batch))
-    assert str(run.state) == "success"
+def test_personal_data_never_reaches_airflow(
+    hf_conn: MotoStack, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Variables are read back from the batch by the render itself: no XCom, rendered field,
+    trigger kwargs, task log or manifest ever holds one, not even in a failed row's cause."""
+    from airflow.configuration import conf
 
+    stack = hf_conn
+    # Made at run time: the DAG's own source (this module) is stored in the DB too.
+    secret = f"Ada-{uuid.uuid4().hex}"
+    rows: list[dict[str, Any] | str] = [
+        {"outputKey": "pii/a.mp4", "variables": {"title": secret, "notes": "n" * 6000}},
+        {"outputKey": "pii/b.mp4", "variables": {"title": secret, "hfTestFate": "fail"}},
+    ]
+    batch = _put_batch(stack, "batches/pii.jsonl", rows)
+    run = run_dag(_dag("hf_lambda_pii", batch, strict=False))
+    assert str(run.state) == "failed"  # line 2 failed on purpose
+
+    manifest = _manifest(stack, "hf_lambda_pii")
+    assert [r["status"] for r in manifest["rows"]] == ["succeeded", "failed"]
+    assert secret not in json.dumps(manifest)
+    # The whole metadata database: XComs, rendered fields, task instances, triggers.
+    db = Path(conf.get("database", "sql_alchemy_conn").removeprefix("sqlite:///"))
+    assert secret.encode() not in db.read_bytes()
+    assert secret not in capfd.readouterr().out  # the task logs (dag.test prints them)
     mapping = _xcom(run, "render_batch.prepare_batch", "return_value")
-    row = mapping[0]["rows"][0]
-    assert "variables" not in row and row["variablesRef"] == {"source": batch, "line": 1}
-    manifest = _manifest(stack, "hf_lambda_big")
+    assert mapping == [
+        {
+            "rows": [
+                {
+                    "line": 1,
+                    "offset": 0,
+                    "digest": mapping[0]["rows"][0]["digest"],
+                    "outputKey": "pii/a.mp4",
+                }
+            ]
+        },
+        {
+            "rows": [
+                {
+                    "line": 2,
+                    "offset": len(json.dumps(rows[0])) + 1,
+                    "digest": mapping[1]["rows"][0]["digest"],
+                    "outputKey": "pii/b.mp4",
+                }
+            ]
+        },
+    ]
+    # The execution itself received exactly the row's variables, read from the batch file.
     arn = manifest["rows"][0]["executionArn"]
     sent = json.loads(
         stack.boto3_client("stepfunctions").describe_execution(executionArn=arn)["input"]
     )
-    assert sent["Config"]["variables"] == big  # resolved from the batch file by the render task
+    assert sent["Config"]["variables"] == rows[0]["variables"]  # type: ignore[index]
+    # The console links: the state machine (from the worker) and the execution (the trigger).
     link = _xcom(run, "render_batch.render", "_state_machine_executions_details", 0)
     assert link["execution_arn"] == arn and link["region_name"] == stack.region
+    machine = _xcom(run, "render_batch.render", "_state_machine_details", 0)
+    assert machine["state_machine_arn"] == stack.state_machine_arn
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_batch_edited_after_prepare_fails_the_changed_row_only(hf_conn: MotoStack) -> None:
+    """A row re-read by its render no longer matches what prepare planned: that row fails
+    clearly (nobody's variables are rendered in its place); the others render."""
+    from airflow.sdk import DAG
+
+    from hyperframes_airflow.batch import render_batch
+    from hyperframes_airflow.contract.config import RenderConfig
+    from hyperframes_airflow.operators.prepare import HyperframesPrepareBatchOperator
+
+    stack = hf_conn
+    rows: list[dict[str, Any] | str] = [
+        {"outputKey": "edit/a.mp4", "variables": {"title": "A"}},
+        {"outputKey": "edit/b.mp4", "variables": {"title": "B"}},
+    ]
+    batch = _put_batch(stack, "batches/edited.jsonl", rows)
+    edited = [rows[0], {"outputKey": "edit/b.mp4", "variables": {"title": "Someone else"}}]
+
+    class EditAfterPrepare(HyperframesPrepareBatchOperator):
+        def execute(self, context: Any) -> Any:
+            lanes = super().execute(context)
+            _put_batch(stack, "batches/edited.jsonl", edited)  # same length, other person
+            return lanes
+
+    with DAG(dag_id="hf_lambda_edited", schedule=None, catchup=False) as dag:
+        import hyperframes_airflow.batch as factory
+
+        original = factory.HyperframesPrepareBatchOperator
+        factory.HyperframesPrepareBatchOperator = EditAfterPrepare  # type: ignore[misc]
+        try:
+            render_batch(
+                project_dir=str(TEMPLATE),
+                batch=batch,
+                config=RenderConfig(width=640, height=360, fps=30),
+                backend="lambda",
+                poll_interval=0.3,
+            )
+        finally:
+            factory.HyperframesPrepareBatchOperator = original  # type: ignore[misc]
+    stack.reset_calls()
+    run = run_dag(dag)
+    assert str(run.state) == "failed"
+    manifest = _manifest(stack, "hf_lambda_edited")
+    by_line = {r["inputLine"]: r for r in manifest["rows"]}
+    assert by_line[1]["status"] == "succeeded"
+    assert by_line[2]["status"] == "failed-to-start" and by_line[2]["error"] == "ROW_CHANGED"
+    assert "changed since prepare_batch" in by_line[2]["cause"]
+    assert stack.calls()["states:StartExecution"] == 1
 
 
 @pytest.mark.slow
@@ -237,6 +330,10 @@ def test_ten_thousand_rows_fit_in_a_mapping_airflow_accepts(tmp_path: Path) -> N
     assert len(mapping) <= 1024
     lines = [row["line"] for entry in mapping for row in entry["rows"]]
     assert lines == list(range(1, 10_001))
-    assert max(len(json.dumps(entry)) for entry in mapping) < 10 * 400
-    summary = _xcom(run, "prepare_batch", "batch")
-    assert len(summary["rows"]) == 10_000 and summary["rows"][-1]["mapIndex"] == len(mapping) - 1
+    # Per row: its line, byte offset, a 16-hex digest and its output key; nothing batch-wide.
+    assert set(mapping[0]["rows"][0]) == {"line", "offset", "digest", "outputKey"}
+    per_row = len(json.dumps(mapping, separators=(",", ":"))) / 10_000
+    assert per_row < 100, per_row
+    report = _xcom(run, "prepare_batch", "report")
+    assert report["status"] == "planned" and not report["planned"]  # the rows are the mapping
+    assert len(json.dumps(report)) < 10_000

@@ -45,7 +45,7 @@ def _write_batch(path: Path, rows: list[dict[str, Any] | str]) -> Path:
 
 
 def _manifest(root: Path, dag_id: str) -> dict[str, Any]:
-    found = sorted((root / "manifests" / dag_id).glob("*.json"))
+    found = sorted((root / "manifests" / dag_id).rglob("*.json"))
     assert len(found) == 1, found
     data: dict[str, Any] = json.loads(found[0].read_text())
     return data

@@ -98,9 +98,9 @@ def _put_batch(moto: MotoStack, key: str, rows: Sequence[dict[str, Any]]) -> str
 
 def _manifest(moto: MotoStack, dag_id: str, run_id: str) -> dict[str, Any]:
     """The run's manifest, from where the Lambda backend writes it by default."""
-    from hyperframes_airflow.backends.base import safe_path_segment
+    from hyperframes_airflow.backends.base import manifest_name
 
-    key = f"manifests/{safe_path_segment(dag_id)}/{safe_path_segment(run_id)}.json"
+    key = f"manifests/{manifest_name(dag_id, run_id, 'render_batch')}"
     body = moto.boto3_client("s3").get_object(Bucket=moto.bucket, Key=key)["Body"].read()
     data: dict[str, Any] = json.loads(body)
     return data

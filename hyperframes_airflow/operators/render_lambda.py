@@ -1,0 +1,162 @@
+"""`render` on Lambda: a task instance that hands its lane of rows to the render trigger."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.providers.amazon.aws.links.step_function import (
+    StateMachineDetailsLink,
+    StateMachineExecutionsDetailsLink,
+)
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.sdk import Context, conf
+from airflow.sdk.exceptions import AirflowFailException
+
+from hyperframes_airflow.contract.rows import BatchSpec, Lane, decode_rows, lane_label
+from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
+from hyperframes_airflow.hooks.stack import HyperframesStackHook
+from hyperframes_airflow.operators._coerce import as_bool
+from hyperframes_airflow.triggers.lane import LambdaLane
+from hyperframes_airflow.triggers.render import HyperframesRenderTrigger
+from hyperframes_airflow.xcom import RESULT_KEY, SPEC_KEY
+
+#: A backstop deferral timeout on top of the rows' own deadlines (the trigger owns those): it
+#: only fires when no triggerer ran the trigger at all.
+DEFERRAL_SLACK = timedelta(minutes=30)
+
+
+class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
+    """Render the batch rows this task was mapped to, on the HyperFrames Lambda stack.
+
+    The task does almost nothing on the worker: it reads the batch's shared facts once,
+    persists the console link and defers to `HyperframesRenderTrigger`, which starts each row's
+    execution (exactly once, by deterministic name), waits, and ends the task with the rows'
+    manifest rows as `return_value`. With `deferrable=False` the same lane runs here instead,
+    holding the worker.
+
+    :param rows: The lane (`contract.rows.RowRef` dumps) from prepare_batch's mapping; row
+        positions and digests only, so no variables reach the rendered-fields view.
+    :param prepare_task_id: The prepare_batch task whose `spec` XCom this task reads.
+    :param force_rerender: Render again even when an earlier execution already succeeded.
+    :param render_timeout_s: Each row's deadline; past it the execution is stopped.
+    :param stop_on_kill: Stop the running execution when the task is killed.
+    :param deferrable: Wait in the triggerer (default from `[operators] default_deferrable`).
+    :param poll_interval: The longest gap between status sweeps, in seconds.
+    :param progress_interval: How often a running render's progress is logged, in seconds.
+    """
+
+    aws_hook_class = HyperframesStackHook
+    template_fields: Sequence[str] = aws_template_fields("force_rerender")
+    operator_extra_links = (StateMachineDetailsLink(), StateMachineExecutionsDetailsLink())
+    ui_color = "#e6f4ea"
+
+    def __init__(
+        self,
+        *,
+        rows: list[dict[str, Any]],
+        prepare_task_id: str,
+        aws_conn_id: str | None = DEFAULT_CONN_ID,
+        force_rerender: bool | str = False,
+        render_timeout_s: float | None = 3600.0,
+        stop_on_kill: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=True),
+        poll_interval: float = 10.0,
+        progress_interval: float = 300.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(aws_conn_id=aws_conn_id, **kwargs)
+        self.lane = Lane.model_validate({"rows": rows})
+        self.prepare_task_id = prepare_task_id
+        self.force_rerender = force_rerender
+        self.render_timeout_s = render_timeout_s
+        self.stop_on_kill = stop_on_kill
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.progress_interval = progress_interval
+        self._runner: LambdaLane | None = None
+
+    @property
+    def label(self) -> str:
+        """What the grid shows for this task (`map_index_template`): its output key(s)."""
+        return lane_label([r.output_key for r in self.lane.rows])
+
+    def execute(self, context: Context) -> Any:
+        ti = context["ti"]
+        spec = BatchSpec.model_validate(ti.xcom_pull(task_ids=self.prepare_task_id, key=SPEC_KEY))
+        if spec.stack is None:
+            raise AirflowFailException("prepare_batch did not resolve a Lambda stack")
+        StateMachineDetailsLink.persist(
+            context=context,
+            operator=self,
+            region_name=spec.stack.region,
+            aws_partition=spec.stack.state_machine_arn.split(":")[1],
+            state_machine_arn=spec.stack.state_machine_arn,
+        )
+        started = ti.start_date or datetime.now(UTC)
+        trigger = HyperframesRenderTrigger(
+            lane=self.lane.dump(),
+            spec=spec.dump(),
+            render_task={
+                "dag_id": ti.dag_id,
+                "task_id": ti.task_id,
+                "run_id": ti.run_id,
+                "map_index": ti.map_index,
+                "try_started_at": started.isoformat(),
+            },
+            force_rerender=as_bool(self.force_rerender, name="force_rerender"),
+            stop_on_kill=self.stop_on_kill,
+            render_timeout_s=self.render_timeout_s,
+            poll_interval=self.poll_interval,
+            progress_interval=self.progress_interval,
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
+        )
+        if self.deferrable:
+            per_row = timedelta(seconds=self.render_timeout_s or 86400)
+            self.defer(
+                trigger=trigger,
+                method_name="execute_complete",
+                timeout=per_row * len(self.lane.rows) + DEFERRAL_SLACK,
+            )
+        self._runner = trigger.runner()
+        rows = asyncio.run(self._runner.run())
+        value = [row.model_dump(by_alias=True) for row in rows]
+        failed = [r for r in rows if r.status != "succeeded"]
+        if failed:
+            ti.xcom_push(key=RESULT_KEY, value=value)
+            raise AirflowFailException(_failure_summary(failed, len(rows)))
+        return value
+
+    def execute_complete(self, context: Context, event: Any = None) -> None:
+        """Only `dag.test()` comes back here (a real triggerer ends the task itself): the
+        trigger already pushed the rows; fail like the trigger would have."""
+        if str(event) == "failed":
+            ti = context["ti"]
+            rows = decode_rows(ti.xcom_pull(task_ids=self.task_id, map_indexes=ti.map_index))
+            raise AirflowFailException(
+                _failure_summary([r for r in rows if r.status != "succeeded"], len(rows))
+            )
+
+    def on_kill(self) -> None:
+        """Not deferrable: stop the execution in flight when the task is killed."""
+        runner = self._runner
+        if not self.stop_on_kill or runner is None or runner.current is None:
+            return
+        arn = runner.current.execution_arn
+        if arn:
+            self.log.info("Task killed: stopping %s", arn)
+            self.hook.stop_execution(arn, cause="Stopped by Airflow: its task was killed.")
+
+
+def _failure_summary(failed: list[Any], total: int) -> str:
+    detail = "; ".join(
+        f"line {r.input_line} ({r.output_key}) {r.status}: {r.cause or r.error}"
+        for r in failed[:20]
+    )
+    return f"{len(failed)} of {total} row(s) did not succeed: {detail}"

@@ -1,0 +1,16 @@
+"""The XComs a batch leaves, in one place: who writes each, who reads it.
+
+- `prepare_batch` -> `return_value`: the lanes, one per render task (row positions, no variables);
+  `spec`: the facts every render shares (`contract.rows.BatchSpec`); `report`: what the manifest
+  needs about the batch as a whole (`contract.rows.BatchReport`), pushed first on every path.
+- a render task -> `return_value`: its rows' manifest rows (`contract.rows.decode_rows`);
+  `progress`: where a local lane is now (row, percentage), for the batch page.
+- `collect_manifest` -> `return_value`: the manifest's URI and totals.
+"""
+
+from __future__ import annotations
+
+RESULT_KEY = "return_value"
+SPEC_KEY = "spec"
+REPORT_KEY = "report"
+PROGRESS_KEY = "progress"

@@ -220,6 +220,9 @@ class HyperframesStackHook(AwsBaseHook):
     def stop_execution(self, execution_arn: str, *, cause: str, error: str = STOP_ERROR) -> bool:
         """Stop a RUNNING execution; True if this call stopped it. Idempotent: a missing or
         already closed execution gives False."""
+        described = self.describe_execution(execution_arn)
+        if described is None or described.get("status") != "RUNNING":
+            return False
         try:
             self.sfn_hook.conn.stop_execution(**_stop_kwargs(execution_arn, error, cause))
         except ClientError as exc:
@@ -326,6 +329,9 @@ class HyperframesStackHook(AwsBaseHook):
     ) -> bool:
         """`stop_execution` from the triggerer; True if this call stopped it."""
         async with self.async_sfn(region) as client:
+            described = await self.async_describe_execution(execution_arn, region=region)
+            if described is None or described.get("status") != "RUNNING":
+                return False
             try:
                 await client.stop_execution(**_stop_kwargs(execution_arn, error, cause))
             except ClientError as exc:

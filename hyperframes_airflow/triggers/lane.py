@@ -77,10 +77,14 @@ class LambdaLane:
         self.on_started = on_started
         self.results: list[ManifestRow] = []
         self.current: RenderAttempt | None = None
-        self.watcher = ExecutionWatcher.for_state_machine(
-            (str(hook.aws_conn_id), str(self.stack.region), self.stack.state_machine_arn),
+
+    @property
+    def watcher(self) -> ExecutionWatcher:
+        """The event loop's shared watcher of this state machine."""
+        return ExecutionWatcher.for_state_machine(
+            (str(self.hook.aws_conn_id), str(self.stack.region), self.stack.state_machine_arn),
             self._list_running,
-            far=options.poll_interval,
+            far=self.options.poll_interval,
         )
 
     async def _list_running(self, pace: Any) -> set[str]:
@@ -216,9 +220,12 @@ class LambdaLane:
                         memory_mb=self.stack.lambda_memory_mb,
                         variables=row.variables,
                     )
+        except asyncio.CancelledError:
+            raise  # a kill or a shutdown: `current` stays set for on_kill to stop it
+        else:
+            self.current = None
         finally:
             self.watcher.unwatch(attempt.execution_arn or "")
-            self.current = None
 
     async def _history(self, attempt: RenderAttempt) -> list[dict[str, Any]]:
         await read_budget().history.acquire()

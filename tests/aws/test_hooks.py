@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from hyperframes_airflow.hooks.hyperframes import (
-    HyperframesStackHook,
-    SiteAccessDenied,
+from hyperframes_airflow.contract.stack import (
     StackSettings,
     StackSettingsError,
     read_cli_state_file,
 )
+from hyperframes_airflow.hooks.stack import HyperframesStackHook, SiteAccessDenied
 from devstack.moto_stack import MotoStack, eventually
 
 
@@ -253,15 +252,13 @@ def test_upload_site_then_site_exists(hf_conn: MotoStack, tmp_path: Path) -> Non
     hook = HyperframesStackHook()
     site = f"test{uuid.uuid4().hex[:12]}"
     key = f"sites/{site}/project.tar.gz"
-    assert hook.site_exists(key) is None
+    assert hook.head(key) is None
 
-    handle = hook.upload_site(_project(tmp_path / "p"), site)
-    assert handle.project_uri == f"s3://{hf_conn.bucket}/{key}"
-    assert handle.uploaded is True
+    size = hook.upload_site(_project(tmp_path / "p"), site)
 
-    head = hook.site_exists(key)
+    head = hook.head(key)
     assert head is not None
-    assert head["ContentLength"] == handle.bytes
+    assert head["ContentLength"] == size
     assert head["ContentType"] == "application/gzip"
     body = hf_conn.boto3_client("s3").get_object(Bucket=hf_conn.bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
@@ -272,7 +269,7 @@ def test_head_object_denied_is_a_permission_error(hf_conn: MotoStack) -> None:
     hook = HyperframesStackHook()
     hook.get_stack_settings()
     with hf_conn.enforce_iam(), pytest.raises(SiteAccessDenied) as caught:
-        hook.site_exists("sites/denied/project.tar.gz")
+        hook.head("sites/denied/project.tar.gz")
     message = str(caught.value)
     assert "HeadObject" in message and "denied (403)" in message
     assert f"s3:ListBucket on arn:aws:s3:::{hf_conn.bucket}" in message
@@ -286,24 +283,24 @@ def test_execution_calls_on_missing_executions_are_quiet(hf_conn: MotoStack) -> 
     hook = HyperframesStackHook()
     missing = hf_conn.state_machine_arn.replace(":stateMachine:", ":execution:") + ":nope"
     assert hook.describe_execution(missing) is None
-    assert hook.stop_execution(missing) is False
+    assert hook.stop_execution(missing, cause="test") is False
     assert hook.get_execution_history(missing) == []
 
 
-def test_start_describe_history_stop_and_list(hf_conn: MotoStack) -> None:
+def test_describe_history_and_stop(hf_conn: MotoStack) -> None:
     hook = HyperframesStackHook()
     name = f"hook-{uuid.uuid4().hex[:12]}"
     payload = '{"Config":{"format":"mp4","variables":{"hfTestFate":"hang"}}}'
-    arn = hook.start_execution(name, payload)
-    assert arn.endswith(f":execution:hyperframes-render:{name}")
+    arn = hf_conn.boto3_client("stepfunctions").start_execution(
+        stateMachineArn=hf_conn.state_machine_arn, name=name, input=payload
+    )["executionArn"]
     describe = hook.describe_execution(arn)
     assert describe is not None and describe["input"] == payload
     assert "ResponseMetadata" not in describe
-    assert name in {e["name"] for e in hook.list_executions("RUNNING")}
 
-    assert hook.stop_execution(arn, error="AIRFLOW_TASK_STOPPED", cause="test") is True
+    assert hook.stop_execution(arn, cause="test") is True
     eventually(lambda: hook.describe_execution(arn), lambda d: d["status"] != "RUNNING")
-    assert hook.stop_execution(arn) is False  # already closed: a no-op, no error
+    assert hook.stop_execution(arn, cause="test") is False  # already closed: a no-op
     stopped = hook.describe_execution(arn)
     assert stopped is not None and stopped["status"] == "ABORTED"
     events = hook.get_execution_history(arn)

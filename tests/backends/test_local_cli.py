@@ -546,10 +546,23 @@ def test_env_puts_node_first_and_turns_off_telemetry_and_updates() -> None:
             "HyperFrames requires Node.js >= 22 (current: 20.20.2). Switch Node versions.",
         ),
         (["[INFO] noise only"], "hyperframes render exited with code 3"),
+        # Dying without an error line (OOM): its last warning quotes the composition's text,
+        # i.e. a variable value; it must never become the row's cause.
+        (
+            ['  Lint: text "Ada Lovelace" overflows #title', "capture 40%"],
+            "hyperframes render exited with code 3",
+        ),
     ],
 )
 def test_failure_message_picks_the_meaningful_line(output: list[str], expected: str) -> None:
     assert failure_message(output, 3) == expected
+
+
+def test_a_render_killed_without_an_error_line_says_so_and_quotes_nothing() -> None:
+    lines = ['  Lint: text "Ada Lovelace" overflows #title', "Streaming frame 7/60"]
+    message = failure_message(lines, -9)
+    assert message.startswith("hyperframes render was killed by SIGKILL")
+    assert "Ada" not in message
 
 
 def test_clean_line_strips_ansi_and_spinner_redraws() -> None:

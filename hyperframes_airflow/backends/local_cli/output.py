@@ -20,7 +20,11 @@ _FAIL = re.compile(r"^\s*\u2717\s+(.*?)\s*$")  # "✗  Render failed"
 _VARIABLE_ISSUE = re.compile(r'^\s*(Variable ".*)$')
 _RENDERED_IN = re.compile(r"rendered in ([\d.]+)s")
 _WARNING = re.compile(r"^\s+(Lint: .*|\[[a-z0-9_]+\] .*)$")  # the CLI indents its warnings
-_ERROR_LINE = re.compile(r"^((?:[A-Z][A-Za-z]*)?Error: .*|Error \[[A-Z_]+\].*)$")
+#: Lines that state an error in the CLI's own words (safe to show: they quote no variables).
+_ERROR_LINE = re.compile(
+    r"^((?:[A-Z][A-Za-z]*)?Error: .*|Error \[[A-Z_]+\].*|Render cancelled: .*"
+    r"|HyperFrames requires .*)$"
+)
 
 
 def clean_line(raw: str) -> str:
@@ -107,7 +111,7 @@ def failure_message(lines: list[str], returncode: int | None) -> str:
         except ValueError:
             name = f"signal {-returncode}"
         return f"hyperframes render was killed by {name} (out of memory, or stopped from outside)"
-    return f"hyperframes render exited with code {returncode} without saying why"
+    return f"hyperframes render exited with code {returncode}"
 
 
 def _clip(text: str) -> str:

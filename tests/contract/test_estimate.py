@@ -362,6 +362,9 @@ def test_gate_passes_under_the_limit_and_asks_above_it() -> None:
 def test_gate_with_a_zero_limit_asks_for_any_cost() -> None:
     assert cost_gate(_known(), max_cost_usd=0.0, confirmed=False).status == "needs-approval"
     assert cost_gate(_known(rows=0), max_cost_usd=0.0, confirmed=False).status == "pass"
+    nothing = estimate_batch(rows=0, config=RenderConfig(width=640, height=360))
+    assert not nothing.known  # no renders cost nothing, whatever their length
+    assert cost_gate(nothing, max_cost_usd=0.0, confirmed=False).status == "pass"
 
 
 def test_unknown_cost_with_a_limit_never_passes_unconfirmed() -> None:

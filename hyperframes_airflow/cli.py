@@ -1,7 +1,10 @@
 """`hyperframes-airflow`: check a batch before it reaches Airflow, and check this machine.
 
 hyperframes-airflow validate PROJECT_DIR BATCH [--strict-variables] [--format F] [--json]
-hyperframes-airflow estimate PROJECT_DIR BATCH [--width W --height H --fps F ...] [--json]
+hyperframes-airflow estimate PROJECT_DIR BATCH [--width W --height H --fps F ...]
+                             [--output-resolution PRESET] [--max-cost-usd USD] [--json]
+    exit 0: estimated (within --max-cost-usd when given); 1: cost unknown (the composition's
+    length is only known when rendered) or above --max-cost-usd; 2: bad arguments
 hyperframes-airflow site-id PROJECT_DIR
 hyperframes-airflow doctor [--pool NAME]
 """
@@ -16,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from hyperframes_airflow.contract.batch import FORMAT_EXTENSIONS
-from hyperframes_airflow.contract.composition import Composition, frame_count
-from hyperframes_airflow.contract.config import InvalidConfigError, RenderConfig
-from hyperframes_airflow.contract.estimate import estimate_batch
+from hyperframes_airflow.contract.composition import Composition
+from hyperframes_airflow.contract.config import OUTPUT_RESOLUTIONS, InvalidConfigError, RenderConfig
+from hyperframes_airflow.contract.estimate import cost_gate, estimate_batch
 from hyperframes_airflow.contract.issues import Issue
+from hyperframes_airflow.contract.options import parse_cost_limit
 from hyperframes_airflow.contract.plan import BatchPlan, load_project, plan_batch
 
 FORMATS = tuple(FORMAT_EXTENSIONS)
@@ -63,7 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     estimate.add_argument("--height", type=int)
     estimate.add_argument("--fps", type=int)
     estimate.add_argument("--format", choices=FORMATS, default="mp4")
+    estimate.add_argument(
+        "--output-resolution",
+        choices=OUTPUT_RESOLUTIONS,
+        help="render at this preset's size (the composition is supersampled to it)",
+    )
     estimate.add_argument("--memory-mb", type=int, default=10240)
+    estimate.add_argument(
+        "--max-cost-usd",
+        help="apply the cost gate: exit 1 when the estimate is above this, or unknown",
+    )
     estimate.add_argument("--json", action="store_true")
     estimate.set_defaults(func=cmd_estimate)
 
@@ -99,6 +112,7 @@ def _config_for(comp: Composition, args: argparse.Namespace) -> RenderConfig:
         height=getattr(args, "height", None) or comp.height or 1080,
         fps=getattr(args, "fps", None) or comp.fps or 30,
         format=args.format,
+        output_resolution=getattr(args, "output_resolution", None),
     )
 
 
@@ -149,32 +163,33 @@ def _print_issues(issues: list[Issue]) -> None:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
+    limit = parse_cost_limit(args.max_cost_usd, name="--max-cost-usd")
     plan, config = _plan(args, False)
-    comp = plan.composition
-    if comp is None or not comp.duration_s:
-        print(
-            "error: the composition declares no duration (data-duration); cannot estimate",
-            file=sys.stderr,
-        )
-        return 2
-    frames = frame_count(comp.duration_s, config.fps)
+    comp = plan.composition or Composition()
     est = estimate_batch(
         rows=len(plan.rows),
-        total_frames=frames,
-        width=config.width,
-        height=config.height,
+        config=config,
+        duration_s=comp.duration_s,
+        duration_unknown_reason=comp.duration_unknown_reason,
         memory_mb=args.memory_mb,
-        chunk_size=config.chunk_size,
-        max_parallel_chunks=config.max_parallel_chunks,
-        target_chunk_frames=config.target_chunk_frames,
     )
-    data: dict[str, Any] = est.model_dump(by_alias=True)
+    gate = cost_gate(est, max_cost_usd=limit, confirmed=False)
+    code = 0 if est.known and not gate.blocked else 1
     if args.json:
+        data: dict[str, Any] = est.model_dump(by_alias=True)
+        data["gate"] = gate.model_dump(by_alias=True)
         print(json.dumps(data))
-        return 0
-    for key, value in data.items():
-        if key == "assumptions":
-            print("assumptions:")
+        return code
+    if not est.known:
+        print(f"cost unknown: {est.reason}")
+        if limit is not None:
+            print(gate.message)
+        return code
+    for key, value in est.model_dump(by_alias=True).items():
+        if key in ("known", "reason"):
+            continue
+        if isinstance(value, list):
+            print(f"{key}:")
             for line in value:
                 print(f"  - {line}")
         elif isinstance(value, dict):
@@ -188,7 +203,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             f"note: {len(plan.errors)} error(s) in the batch; invalid rows are not counted "
             "(run `validate` for details)"
         )
-    return 0
+    if limit is not None:
+        print(f"cost gate: {gate.status}: {gate.message}")
+    return code
 
 
 def cmd_site_id(args: argparse.Namespace) -> int:

@@ -100,6 +100,61 @@ def test_estimate_states_its_assumptions() -> None:
     assert text.returncode == 0 and "assumptions:" in text.stdout
 
 
+def test_estimate_honours_the_output_resolution_preset() -> None:
+    plain = json.loads(run("estimate", TEMPLATE, BATCH, "--json").stdout)
+    result = run("estimate", TEMPLATE, BATCH, "--output-resolution", "landscape-4k", "--json")
+    assert result.returncode == 0, result.stderr
+    uhd = json.loads(result.stdout)
+    assert (plain["perRender"]["width"], plain["perRender"]["height"]) == (640, 360)
+    assert (uhd["perRender"]["width"], uhd["perRender"]["height"]) == (3840, 2160)
+    assert uhd["canvas"]["source"].startswith("outputResolution landscape-4k")
+    assert uhd["totalUsd"] > plain["totalUsd"]
+    text = run("estimate", TEMPLATE, BATCH, "--output-resolution", "square")
+    assert text.returncode == 0 and "1080x1080" in text.stdout
+    bogus = run("estimate", TEMPLATE, BATCH, "--output-resolution", "8k")
+    assert bogus.returncode == 2 and "landscape-4k" in bogus.stderr
+
+
+def _scripted_project(tmp_path: Path) -> Path:
+    project = tmp_path / "scripted"
+    project.mkdir()
+    (project / "index.html").write_text(
+        '<html><body><div data-composition-id="main" data-width="640" data-height="360">'
+        '<div class="t" data-start="0" data-duration="2"></div>'
+        '<script src="https://cdn.example/gsap.min.js"></script></div></body></html>'
+    )
+    return project
+
+
+def test_estimate_with_an_unknown_duration_says_cost_unknown_and_exits_1(tmp_path: Path) -> None:
+    project = _scripted_project(tmp_path)
+    result = run("estimate", project, BATCH)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.startswith("cost unknown: the root composition declares no data-duration")
+    assert 'add data-duration="<seconds>"' in result.stdout and "Traceback" not in result.stderr
+    as_json = run("estimate", project, BATCH, "--json")
+    assert as_json.returncode == 1
+    data = json.loads(as_json.stdout)
+    assert data["known"] is False and data["totalUsd"] is None
+    assert data["reason"].startswith("the root composition declares no data-duration")
+    assert data["gate"]["status"] == "no-limit"
+    gated = json.loads(run("estimate", project, BATCH, "--json", "--max-cost-usd", "100").stdout)
+    assert gated["gate"]["status"] == "needs-approval"
+
+
+def test_estimate_applies_the_cost_gate(tmp_path: Path) -> None:
+    over = run("estimate", TEMPLATE, BATCH, "--max-cost-usd", "0.0000001")
+    assert over.returncode == 1
+    assert "exceeds max_cost_usd" in over.stdout and "4 renders, estimated $" in over.stdout
+    under = run("estimate", TEMPLATE, BATCH, "--max-cost-usd", "1000", "--json")
+    assert under.returncode == 0
+    assert json.loads(under.stdout)["gate"]["status"] == "pass"
+    for blank in ("", "None"):
+        bad = run("estimate", TEMPLATE, BATCH, "--max-cost-usd", blank)
+        assert bad.returncode == 2
+        assert "leave the argument out to render without a cost limit" in bad.stderr
+
+
 def test_missing_project_is_a_clear_error(tmp_path: Path) -> None:
     result = run("validate", tmp_path / "nope", BATCH)
     assert result.returncode == 2

@@ -20,14 +20,25 @@ What is exact and what is a model:
 
 Not included (as in the SDK): the Lambda per-request fee, ephemeral storage above 512 MB, S3,
 CloudWatch, retries and cold starts.
+
+**Canvas.** The planner sizes work by the pixels it captures: the composition supersampled to
+the `outputResolution` preset when one is set (`CANVAS_DIMENSIONS`), so a `landscape-4k` render
+costs about 4x a 1080p one per frame whatever `width`/`height` say (`render_canvas`).
+
+**Unknown cost.** When the composition's length cannot be known before rendering
+(`Composition.duration_unknown_reason`), `estimate_batch` returns `known=False` with the reason,
+and `cost_gate` treats it as needing approval whenever a limit is set: it fails closed.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperframes_airflow.contract.composition import frame_count
+from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.contract.progress import (
     DEFAULT_MEMORY_MB,
     LAMBDA_USD_PER_GB_SECOND,
@@ -36,6 +47,7 @@ from hyperframes_airflow.contract.progress import (
 )
 
 __all__ = [
+    "CANVAS_DIMENSIONS",
     "DEFAULT_ASSEMBLE_SECONDS",
     "DEFAULT_CHUNK_OVERHEAD_SECONDS",
     "DEFAULT_LAMBDA_TIMEOUT_SECONDS",
@@ -45,9 +57,14 @@ __all__ = [
     "INLINE_MAP_MAX_CONCURRENCY",
     "MIN_CHUNK_SIZE",
     "BatchEstimate",
+    "Canvas",
+    "GateDecision",
+    "GateStatus",
     "RenderEstimate",
     "chunk_plan",
+    "cost_gate",
     "estimate_batch",
+    "render_canvas",
 ]
 
 #: `plan.ts` constants.
@@ -63,6 +80,19 @@ DEFAULT_ASSEMBLE_SECONDS = 3.0
 DEFAULT_LAMBDA_TIMEOUT_SECONDS = 900
 #: AWS caps an inline Map's concurrency at 40, whatever `MaxConcurrencyPath` says.
 INLINE_MAP_MAX_CONCURRENCY = 40
+
+
+#: `CANVAS_DIMENSIONS` of `@hyperframes/parsers` (the installed 0.8.170 CLI's dist, contract
+#: §4.1): the presets `RenderConfig.output_resolution` accepts. 0.8.170 also has `*-720p` and
+#: `*-480p` presets, which the config does not accept yet.
+CANVAS_DIMENSIONS: dict[str, tuple[int, int]] = {
+    "landscape": (1920, 1080),
+    "portrait": (1080, 1920),
+    "landscape-4k": (3840, 2160),
+    "portrait-4k": (2160, 3840),
+    "square": (1080, 1080),
+    "square-4k": (2160, 2160),
+}
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -105,6 +135,74 @@ class _Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True)
 
 
+class Canvas(_Model):
+    """The frame size a render captures, and where it came from (for the assumptions)."""
+
+    width: int
+    height: int
+    #: "config width x height", or "outputResolution <preset>" (plus how it was adapted).
+    source: str
+    #: Why HyperFrames would refuse the preset for this size (checkOutputResolutionCompatibility).
+    warnings: list[str] = []
+
+
+def _fits_aspect(target: tuple[int, int], width: int, height: int) -> bool:
+    """`fitsAspect`: the same aspect ratio, or a downscale within a pixel of it."""
+    drift = abs(target[0] * height - target[1] * width)
+    return drift == 0 or (target[0] < width and drift < min(width, height))
+
+
+def _tier(preset: str) -> str:
+    return preset[preset.index("-") :] if "-" in preset else ""
+
+
+def _matching_preset(width: int, height: int, chosen: str) -> str | None:
+    """`suggestMatchingPreset`: the preset of the chosen tier whose aspect fits the size."""
+    for preset, target in CANVAS_DIMENSIONS.items():
+        if _fits_aspect(target, width, height) and _tier(preset) == _tier(chosen):
+            return preset
+    return None
+
+
+def render_canvas(
+    width: int, height: int, output_resolution: str | None = None, *, aspect_agnostic: bool = False
+) -> Canvas:
+    """The canvas a render captures: `width` x `height`, or the `output_resolution` preset's size
+    when one is set (HyperFrames supersamples the composition to it). With `aspect_agnostic`
+    (`outputResolutionAspectAgnostic`, the CLI's `1080p`/`4k` aliases) the preset is first
+    adapted to the size's orientation (`adaptAspectAgnosticResolution`). A size HyperFrames
+    would refuse for the preset is reported in `warnings`, not raised."""
+    _positive("width", width)
+    _positive("height", height)
+    if output_resolution is None:
+        return Canvas(width=width, height=height, source="config width x height")
+    if output_resolution not in CANVAS_DIMENSIONS:
+        raise ValueError(
+            f"outputResolution must be one of {', '.join(CANVAS_DIMENSIONS)}; "
+            f"got {output_resolution!r}"
+        )
+    preset = output_resolution
+    source = f"outputResolution {preset}"
+    if aspect_agnostic:
+        adapted = _matching_preset(width, height, preset)
+        if adapted is not None and adapted != preset:
+            source += f", adapted to {adapted} for a {width}x{height} composition"
+            preset = adapted
+    target = CANVAS_DIMENSIONS[preset]
+    warnings: list[str] = []
+    if not _fits_aspect(target, width, height):
+        warnings.append(
+            f"outputResolution {preset} ({target[0]}x{target[1]}) does not match the aspect "
+            f"ratio of the composition ({width}x{height}); HyperFrames will refuse to render it"
+        )
+    elif target[0] / width >= 1 and not (target[0] / width).is_integer():
+        warnings.append(
+            f"outputResolution {preset} needs a non-integer scale factor "
+            f"({target[0] / width:g}x) from {width}x{height}; HyperFrames will refuse to render it"
+        )
+    return Canvas(width=target[0], height=target[1], source=source, warnings=warnings)
+
+
 class RenderEstimate(_Model):
     """One render's expected work and cost (USD fields unrounded; `displayCost` is rounded)."""
 
@@ -128,31 +226,90 @@ class RenderEstimate(_Model):
 
 
 class BatchEstimate(_Model):
-    """Totals for `rows` renders of one composition.
+    """Totals for `rows` renders of one composition, or why they cannot be known.
 
+    `known=False` (with `reason`) when the composition's length is unknown before rendering:
+    then `per_render` and every count and USD figure are None, and `cost_gate` fails closed.
     `assumptions` state each constant and its source, so a gate message can show them.
     """
 
+    known: bool
+    reason: str | None
     rows: int
     memory_mb: int = Field(alias="memoryMb")
-    per_render: RenderEstimate = Field(alias="perRender")
-    invocations: int
-    transitions: int
-    lambda_seconds: float = Field(alias="lambdaSeconds")
-    lambda_usd: float = Field(alias="lambdaUsd")
-    step_functions_usd: float = Field(alias="stepFunctionsUsd")
-    total_usd: float = Field(alias="totalUsd")
-    display_cost: str = Field(alias="displayCost")
+    canvas: Canvas
+    fps: int | None
+    duration_s: float | None = Field(alias="durationS")
+    per_render: RenderEstimate | None = Field(alias="perRender")
+    invocations: int | None
+    transitions: int | None
+    lambda_seconds: float | None = Field(alias="lambdaSeconds")
+    lambda_usd: float | None = Field(alias="lambdaUsd")
+    step_functions_usd: float | None = Field(alias="stepFunctionsUsd")
+    total_usd: float | None = Field(alias="totalUsd")
+    display_cost: str | None = Field(alias="displayCost")
     assumptions: list[str]
     warnings: list[str]
+
+
+def _resolve_inputs(
+    config: RenderConfig | None,
+    *,
+    fps: int | None,
+    width: int | None,
+    height: int | None,
+    output_resolution: str | None,
+    chunk_size: int | None,
+    max_parallel_chunks: int | None,
+    target_chunk_frames: int | None,
+) -> tuple[Canvas, int | None, int | None, int | None, int | None]:
+    """`(canvas, fps, chunk_size, max_parallel_chunks, target_chunk_frames)` from a config, or
+    from the loose arguments; never a mix of both."""
+    if config is not None:
+        loose = {
+            "fps": fps,
+            "width": width,
+            "height": height,
+            "output_resolution": output_resolution,
+            "chunk_size": chunk_size,
+            "max_parallel_chunks": max_parallel_chunks,
+            "target_chunk_frames": target_chunk_frames,
+        }
+        given = sorted(name for name, value in loose.items() if value is not None)
+        if given:
+            raise ValueError(
+                f"give either config or {', '.join(given)}, not both (the config holds them)"
+            )
+        canvas = render_canvas(
+            config.width,
+            config.height,
+            config.output_resolution,
+            aspect_agnostic=bool(config.output_resolution_aspect_agnostic),
+        )
+        return (
+            canvas,
+            config.fps,
+            config.chunk_size,
+            config.max_parallel_chunks,
+            config.target_chunk_frames,
+        )
+    if width is None or height is None:
+        raise ValueError("give config, or width and height")
+    canvas = render_canvas(width, height, output_resolution)
+    return canvas, fps, chunk_size, max_parallel_chunks, target_chunk_frames
 
 
 def estimate_batch(
     *,
     rows: int,
-    total_frames: int,
-    width: int,
-    height: int,
+    config: RenderConfig | None = None,
+    duration_s: float | None = None,
+    duration_unknown_reason: str | None = None,
+    total_frames: int | None = None,
+    fps: int | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    output_resolution: str | None = None,
     memory_mb: int = DEFAULT_MEMORY_MB,
     chunk_size: int | None = None,
     max_parallel_chunks: int | None = None,
@@ -163,15 +320,99 @@ def estimate_batch(
     assemble_seconds: float = DEFAULT_ASSEMBLE_SECONDS,
     lambda_timeout_seconds: int = DEFAULT_LAMBDA_TIMEOUT_SECONDS,
 ) -> BatchEstimate:
-    """Estimate `rows` renders of `total_frames` frames at `width`x`height` on a `memory_mb` stack.
+    """Estimate `rows` renders of one composition on a `memory_mb` stack.
 
-    `width`/`height` are the rendered size (the composition's, or the `outputResolution` canvas).
+    The render settings come from `config` (fps, canvas incl. `outputResolution`, chunking), or
+    from the loose `fps`/`width`/`height`/`output_resolution`/`chunk_*` arguments; giving both
+    is a ValueError. The length is `duration_s` (turned into frames at the fps exactly as the
+    producer does) or `total_frames`, not both. With neither, the result is `known=False` with
+    `reason = duration_unknown_reason` (pass `Composition.duration_unknown_reason`), or a
+    generic reason: the caller must then fail closed (`cost_gate` does).
     """
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
         raise ValueError(f"rows must be a non-negative integer; got {rows!r}")
-    _positive("width", width)
-    _positive("height", height)
     _positive("memory_mb", memory_mb)
+    canvas, fps, chunk_size, max_parallel_chunks, target_chunk_frames = _resolve_inputs(
+        config,
+        fps=fps,
+        width=width,
+        height=height,
+        output_resolution=output_resolution,
+        chunk_size=chunk_size,
+        max_parallel_chunks=max_parallel_chunks,
+        target_chunk_frames=target_chunk_frames,
+    )
+    if duration_s is not None and total_frames is not None:
+        raise ValueError("give duration_s or total_frames, not both")
+    if duration_s is not None:
+        if isinstance(duration_s, bool) or not math.isfinite(duration_s) or duration_s <= 0:
+            raise ValueError(f"duration_s must be a positive number of seconds; got {duration_s!r}")
+        if fps is None:
+            raise ValueError("duration_s needs an fps (config.fps or fps=) to count frames")
+        total_frames = frame_count(duration_s, fps)
+    canvas_line = f"canvas: {canvas.width}x{canvas.height} ({canvas.source})"
+    if total_frames is None:
+        reason = duration_unknown_reason or (
+            "the composition's duration is unknown before rendering; "
+            'add data-duration="<seconds>" to the root composition element'
+        )
+        return BatchEstimate(
+            known=False,
+            reason=reason,
+            rows=rows,
+            memoryMb=memory_mb,
+            canvas=canvas,
+            fps=fps,
+            durationS=None,
+            perRender=None,
+            invocations=None,
+            transitions=None,
+            lambdaSeconds=None,
+            lambdaUsd=None,
+            stepFunctionsUsd=None,
+            totalUsd=None,
+            displayCost=None,
+            assumptions=[canvas_line, f"duration: unknown ({reason})"],
+            warnings=list(canvas.warnings),
+        )
+    return _known_estimate(
+        rows=rows,
+        total_frames=total_frames,
+        canvas=canvas,
+        canvas_line=canvas_line,
+        fps=fps,
+        duration_s=duration_s,
+        memory_mb=memory_mb,
+        chunk_size=chunk_size,
+        max_parallel_chunks=max_parallel_chunks,
+        target_chunk_frames=target_chunk_frames,
+        seconds_per_megapixel_frame=seconds_per_megapixel_frame,
+        chunk_overhead_seconds=chunk_overhead_seconds,
+        plan_seconds=plan_seconds,
+        assemble_seconds=assemble_seconds,
+        lambda_timeout_seconds=lambda_timeout_seconds,
+    )
+
+
+def _known_estimate(
+    *,
+    rows: int,
+    total_frames: int,
+    canvas: Canvas,
+    canvas_line: str,
+    fps: int | None,
+    duration_s: float | None,
+    memory_mb: int,
+    chunk_size: int | None,
+    max_parallel_chunks: int | None,
+    target_chunk_frames: int | None,
+    seconds_per_megapixel_frame: float,
+    chunk_overhead_seconds: float,
+    plan_seconds: float,
+    assemble_seconds: float,
+    lambda_timeout_seconds: int,
+) -> BatchEstimate:
+    width, height = canvas.width, canvas.height
     chunks, per_chunk = chunk_plan(
         total_frames,
         chunk_size=chunk_size,
@@ -206,7 +447,16 @@ def estimate_batch(
         totalUsd=lambda_usd + sfn_usd,
         displayCost=display_cost(lambda_usd + sfn_usd),
     )
+    if duration_s is not None:
+        frames_line = (
+            f"frames: {total_frames} frames per render ({duration_s:g} s at {fps} fps, "
+            "HyperFrames durationToFrameCount)"
+        )
+    else:
+        frames_line = f"frames: {total_frames} frames per render (given)"
     assumptions = [
+        canvas_line,
+        frames_line,
         f"chunk plan: {chunks} chunk(s) of up to {per_chunk} frames (HyperFrames resolveChunkPlan:"
         f" MIN_CHUNK_SIZE={MIN_CHUNK_SIZE}, default maxParallelChunks="
         f"{DEFAULT_MAX_PARALLEL_CHUNKS})",
@@ -223,7 +473,7 @@ def estimate_batch(
         "happy path only: no retries, cold starts, request fees, ephemeral storage, S3 or "
         "CloudWatch (as in the HyperFrames SDK's own cost figures)",
     ]
-    warnings: list[str] = []
+    warnings: list[str] = list(canvas.warnings)
     if max_chunk_seconds > lambda_timeout_seconds:
         warnings.append(
             f"a chunk of {per_chunk} frames is estimated at {max_chunk_seconds:.0f} s, above the "
@@ -238,8 +488,13 @@ def estimate_batch(
     total_lambda_usd = rows * lambda_usd
     total_sfn_usd = rows * sfn_usd
     return BatchEstimate(
+        known=True,
+        reason=None,
         rows=rows,
         memoryMb=memory_mb,
+        canvas=canvas,
+        fps=fps,
+        durationS=duration_s,
         perRender=per_render,
         invocations=rows * per_render.invocations,
         transitions=rows * transitions,
@@ -250,4 +505,123 @@ def estimate_batch(
         displayCost=display_cost(total_lambda_usd + total_sfn_usd),
         assumptions=assumptions,
         warnings=warnings,
+    )
+
+
+# --- the cost gate ------------------------------------------------------------------------
+
+#: `pass`: render. `needs-approval`: do not render until confirmed (or the limit is raised).
+#: `no-limit`: no `max_cost_usd` was set, so nothing was checked.
+GateStatus = Literal["pass", "needs-approval", "no-limit"]
+
+_CONFIRM_HINT = (
+    "Confirm it by triggering with confirm_cost=true (DAG param or render_batch argument)"
+)
+
+
+class GateDecision(_Model):
+    """What `cost_gate` decided, with a message for the log, the task failure and the manifest."""
+
+    status: GateStatus
+    message: str
+    max_cost_usd: float | None = Field(alias="maxCostUsd")
+    estimated_usd: float | None = Field(alias="estimatedUsd")
+    cost_known: bool = Field(alias="costKnown")
+    confirmed: bool
+
+    @property
+    def blocked(self) -> bool:
+        """True when the run must stop here (`needs-approval`)."""
+        return self.status == "needs-approval"
+
+
+def _usd(value: float) -> str:
+    return f"${value:.4f}" if value == 0 or value >= 0.00005 else f"${value:.2g}"
+
+
+def _estimate_summary(estimate: BatchEstimate) -> str:
+    """ "N renders, estimated $X (assumptions: ...)" or "cost unknown: <reason>"."""
+    renders = f"{estimate.rows} render{'' if estimate.rows == 1 else 's'}"
+    per = estimate.per_render
+    if not estimate.known or per is None:
+        return f"cost unknown: {estimate.reason} ({renders})"
+    canvas = estimate.canvas
+    if estimate.duration_s is not None:
+        length = f"{per.total_frames} frames ({estimate.duration_s:g} s at {estimate.fps} fps)"
+    else:
+        length = f"{per.total_frames} frames"
+    return (
+        f"{renders}, estimated {estimate.display_cost} (assumptions: {canvas.width}x"
+        f"{canvas.height} canvas from {canvas.source}, {length} and {per.chunks} chunk(s) per "
+        f"render, {estimate.memory_mb} MB Lambda, {DEFAULT_SECONDS_PER_MEGAPIXEL_FRAME} s per "
+        "megapixel-frame; happy path, no retries)"
+    )
+
+
+def cost_gate(
+    estimate: BatchEstimate, *, max_cost_usd: float | None, confirmed: bool
+) -> GateDecision:
+    """Decide whether a batch may render. Pure: log, store or raise on the result.
+
+    - `max_cost_usd=None`: `no-limit` (nothing checked; the message still states the estimate).
+    - A known cost at or below the limit, or no rows at all: `pass`.
+    - A known cost above the limit, or an unknown cost (`estimate.known` False) under any
+      limit, 0 included: `needs-approval`, unless `confirmed` (then `pass`, and the message
+      says it was confirmed). An unknown cost is never compared with the limit.
+
+    `max_cost_usd` must already be a finite number >= 0 or None and `confirmed` a real bool
+    (parse templated strings with `contract.options.parse_cost_limit`/`parse_bool`): anything
+    else is a ValueError, so a raw "False" can never approve a run.
+    """
+    if max_cost_usd is not None and (
+        isinstance(max_cost_usd, bool)
+        or not isinstance(max_cost_usd, int | float)
+        or not math.isfinite(max_cost_usd)
+        or max_cost_usd < 0
+    ):
+        raise ValueError(
+            f"max_cost_usd must be a finite number >= 0 or None; got {max_cost_usd!r} "
+            "(parse templated values with contract.options.parse_cost_limit)"
+        )
+    if not isinstance(confirmed, bool):
+        raise ValueError(
+            f"confirmed must be a bool; got {confirmed!r} "
+            "(parse templated values with contract.options.parse_bool)"
+        )
+    summary = _estimate_summary(estimate)
+    known = estimate.known and estimate.total_usd is not None
+    total = estimate.total_usd if known else None
+
+    def decide(status: GateStatus, message: str) -> GateDecision:
+        return GateDecision(
+            status=status,
+            message=message,
+            maxCostUsd=None if max_cost_usd is None else float(max_cost_usd),
+            estimatedUsd=total,
+            costKnown=known,
+            confirmed=confirmed,
+        )
+
+    if max_cost_usd is None:
+        return decide("no-limit", f"{summary}; no max_cost_usd set, so the cost gate is off")
+    limit = _usd(max_cost_usd)
+    if estimate.rows == 0:
+        return decide("pass", f"{summary}; nothing to render, within max_cost_usd {limit}")
+    if total is not None and total <= max_cost_usd:
+        return decide("pass", f"{summary}; within max_cost_usd {limit}")
+    if total is not None:
+        if confirmed:
+            return decide("pass", f"{summary}; above max_cost_usd {limit}, confirmed")
+        return decide(
+            "needs-approval",
+            f"{summary}; exceeds max_cost_usd {limit}. {_CONFIRM_HINT}, or raise max_cost_usd.",
+        )
+    if confirmed:
+        return decide(
+            "pass", f"{summary}; max_cost_usd {limit} cannot be checked, rendering as confirmed"
+        )
+    return decide(
+        "needs-approval",
+        f"{summary}; max_cost_usd {limit} cannot be checked against an unknown cost. "
+        f"{_CONFIRM_HINT}, or make the length known.",
     )

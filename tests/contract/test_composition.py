@@ -10,6 +10,7 @@ import pytest
 from hyperframes_airflow.contract.composition import (
     Composition,
     VariableDeclaration,
+    composition_from_html,
     frame_count,
     parse_variable_declarations,
     read_composition,
@@ -141,8 +142,14 @@ def test_invalid_json_gives_empty_schema(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_an_empty_composition(tmp_path: Path) -> None:
-    assert read_composition(tmp_path) == Composition()
-    assert read_composition(tmp_path / "nope") == Composition(variables=[])
+    missing = read_composition(tmp_path)
+    assert missing.variables == [] and missing.duration_s is None
+    assert missing.model_dump(exclude={"duration_unknown_reason"}) == Composition().model_dump(
+        exclude={"duration_unknown_reason"}
+    )
+    assert missing.duration_unknown_reason is not None
+    assert "index.html" in missing.duration_unknown_reason
+    assert read_composition(tmp_path / "nope").variables == []
     (tmp_path / "dir" / "index.html").mkdir(parents=True)
     assert read_composition(tmp_path / "dir").variables == []
 
@@ -155,7 +162,13 @@ def test_root_element_supplies_size_duration_and_fps(tmp_path: Path) -> None:
     )
     comp = read_composition(_project(tmp_path, html))
     assert comp == Composition(
-        composition_id=None, variables=[], duration_s=2.0, width=640, height=360, fps=24
+        composition_id=None,
+        variables=[],
+        duration_s=2.0,
+        duration_source="data-duration",
+        width=640,
+        height=360,
+        fps=24,
     )
 
 
@@ -171,22 +184,51 @@ def test_html_duration_wins_over_root(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("html_duration", "expected"),
-    [("3s", 3.0), (" 4.25 ", 4.25), ("abc", 2.0), ("Infinity", 2.0), ("0", 2.0), ("", 2.0)],
-)
-def test_html_duration_uses_parse_float(
-    tmp_path: Path, html_duration: str, expected: float
+    ("root_duration", "expected"),
+    [(" 4.25 ", 4.25), ("3e0", 3.0), ("0x2", 2.0), ("3s", None), ("abc", None),
+     ("Infinity", None), ("0", None), ("-2", None), ("", None)],
+)  # fmt: skip
+def test_root_duration_is_a_strict_number(
+    tmp_path: Path, root_duration: str, expected: float | None
 ) -> None:
+    # 0.8.170 reads timing attributes with `Number()` (parseStrictFiniteTimingNumber), not
+    # `parseFloat`: "3s" is no duration at all, and a clip-less root has no length then.
+    html = f'<html><body><div data-composition-id="p" data-duration="{root_duration}"></div>'
+    comp = read_composition(_project(tmp_path, html))
+    assert comp.duration_s == expected
+    assert (comp.duration_unknown_reason is None) == (expected is not None)
+
+
+def test_html_composition_duration_needs_the_html_to_be_the_root(tmp_path: Path) -> None:
+    # The producer's compile stage reads the first [data-composition-id] element: <html> counts
+    # only when it carries the id; otherwise its data-composition-duration is not read.
     html = (
-        f'<html data-composition-duration="{html_duration}"><body>'
+        '<html data-composition-duration="9"><body>'
         '<div data-composition-id="p" data-duration="2"></div></body></html>'
     )
-    assert read_composition(_project(tmp_path, html)).duration_s == expected
+    assert read_composition(_project(tmp_path, html)).duration_s == 2.0
+
+
+def test_root_data_duration_wins_over_data_composition_duration(tmp_path: Path) -> None:
+    html = (
+        '<html><body><div data-composition-id="p" data-composition-duration="9" '
+        'data-duration="2"></div><div data-composition-id="q" data-composition-duration="4">'
+        "</div></body></html>"
+    )
+    comp = read_composition(_project(tmp_path, html))
+    assert (comp.duration_s, comp.duration_source) == (2.0, "data-duration")
+    html = '<html><body><div data-composition-id="p" data-composition-duration="4"></div>'
+    comp = read_composition(_project(tmp_path, html))
+    assert (comp.duration_s, comp.duration_source) == (4.0, "data-composition-duration")
 
 
 def test_no_duration_anywhere(tmp_path: Path) -> None:
     html = '<html><body><div data-composition-id="p" data-duration="NaN"></div></body></html>'
-    assert read_composition(_project(tmp_path, html)).duration_s is None
+    comp = read_composition(_project(tmp_path, html))
+    assert comp.duration_s is None and comp.duration_source is None
+    assert comp.duration_unknown_reason is not None
+    assert "no clip with a length" in comp.duration_unknown_reason
+    assert 'add data-duration="<seconds>"' in comp.duration_unknown_reason
 
 
 def test_variables_and_id_are_read_from_html_only_for_metadata(tmp_path: Path) -> None:
@@ -196,7 +238,8 @@ def test_variables_and_id_are_read_from_html_only_for_metadata(tmp_path: Path) -
     )
     comp = read_composition(_project(tmp_path, html))
     assert comp.composition_id is None  # the id comes from <html>
-    assert comp.duration_s == 2.0  # data-composition-duration counts on <html> only
+    assert comp.duration_s == 2.0  # the root's data-duration comes before its
+    # data-composition-duration
 
 
 def test_first_composition_element_is_the_root(tmp_path: Path) -> None:
@@ -289,6 +332,191 @@ def test_bom_and_invalid_utf8_are_tolerated(tmp_path: Path) -> None:
 def test_accepts_str_paths(tmp_path: Path) -> None:
     _project(tmp_path, "<html data-composition-id='s'></html>")
     assert read_composition(str(tmp_path)).composition_id == "s"
+
+
+# --- duration from clips (the 0.8.170 runtime's rule, statically) -------------------------
+
+
+def _clips(tmp_path: Path, body: str, root: str = "", head: str = "") -> Composition:
+    """A real project whose root composition holds `body` and declares no data-duration."""
+    html = (
+        f"<!doctype html><html><head><meta charset='utf-8'>{head}</head><body>"
+        f'<div id="stage" data-composition-id="main" data-width="640" data-height="360" {root}>'
+        f"{body}</div></body></html>"
+    )
+    return read_composition(_project(tmp_path, html))
+
+
+def test_latest_clip_end_when_the_root_declares_no_duration(tmp_path: Path) -> None:
+    comp = _clips(
+        tmp_path,
+        '<div class="title" data-start="0" data-duration="2">Hi</div>'
+        '<img src="logo.png" data-start="1.5" data-duration="3">'
+        '<p data-start="1">stays until the end: no length of its own</p>',
+    )
+    assert (comp.duration_s, comp.duration_source) == (4.5, "clips")
+    assert comp.duration_unknown_reason is None
+
+
+def test_data_end_and_negative_starts(tmp_path: Path) -> None:
+    comp = _clips(
+        tmp_path,
+        '<div data-start="1" data-end="6"></div><div data-start="-3" data-duration="2"></div>',
+    )
+    assert comp.duration_s == 6.0  # a negative start is clamped to 0: that clip ends at 2
+
+
+def test_an_image_without_a_length_shows_for_three_seconds(tmp_path: Path) -> None:
+    comp = _clips(
+        tmp_path, '<img src="a.png" data-start="2"><div data-start="0" data-duration="1">'
+    )
+    assert comp.duration_s == 5.0  # DEFAULT_IMAGE_TIMELINE_DURATION_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [("intro", 5.0), ("intro + 1", 6.0), ("intro - 0.5", 4.5), ("intro+.5", 5.5),
+     ("intro-0.5", 3.0),  # one reference token: the id "intro-0.5", which is missing
+     ("missing", 3.0), ("a b", 3.0)],
+)  # fmt: skip
+def test_starts_may_reference_another_clip(tmp_path: Path, start: str, end: float) -> None:
+    # "<id>", "<id> + s" and "<id> - s" start when the referenced clip ends (plus the offset);
+    # an unknown reference or an unparsable start falls back to 0, as the runtime does.
+    comp = _clips(
+        tmp_path,
+        f'<div id="intro" data-start="0" data-duration="2"></div>'
+        f'<div data-start="{start}" data-duration="3"></div>',
+    )
+    assert comp.duration_s == end
+
+
+def test_a_reference_cycle_does_not_hang(tmp_path: Path) -> None:
+    comp = _clips(
+        tmp_path,
+        '<div id="a" data-start="b" data-duration="1"></div>'
+        '<div id="b" data-start="a" data-duration="1"></div>',
+    )
+    assert comp.duration_s is not None and comp.duration_s > 0
+
+
+def test_sub_composition_clips_are_offset_by_their_host(tmp_path: Path) -> None:
+    comp = _clips(
+        tmp_path,
+        '<div data-composition-id="scene" data-start="5" data-duration="4">'
+        '<div data-start="1" data-duration="1"></div></div>'
+        '<div data-start="0" data-duration="20"></div>',
+    )
+    # A timed sub-composition is a duration floor, and a floor wins over the plain clips
+    # (`ig` in hyperframe.runtime.iife.js): the 20 s clip is cut at 9 s.
+    assert comp.duration_s == 9.0
+
+
+def test_timed_media_is_a_floor_that_wins_over_plain_clips(tmp_path: Path) -> None:
+    comp = _clips(
+        tmp_path,
+        '<audio src="v.mp3" data-start="1" data-duration="3"></audio>'
+        '<div data-start="0" data-duration="10"></div>',
+    )
+    assert (comp.duration_s, comp.duration_source) == (4.0, "clips")
+
+
+def test_data_root_marks_the_root_whose_duration_counts(tmp_path: Path) -> None:
+    html = (
+        "<html><body>"
+        '<div data-composition-id="a"><div data-start="0" data-duration="9"></div></div>'
+        '<div data-composition-id="b" data-root="true" data-duration="3"></div></body></html>'
+    )
+    comp = read_composition(_project(tmp_path, html))
+    assert (comp.duration_s, comp.duration_source) == (3.0, "data-duration")
+
+
+def test_template_content_is_not_part_of_the_document(tmp_path: Path) -> None:
+    comp = _clips(
+        tmp_path,
+        '<div data-start="0" data-duration="2"></div>'
+        '<template id="card"><p data-start="0" data-duration="50"></p></template>',
+    )
+    assert comp.duration_s is None  # mounted at render time: its clips could count
+    assert comp.duration_unknown_reason is not None
+    assert "<template>" in comp.duration_unknown_reason
+
+
+def test_inert_scripts_and_stylesheets_without_animation_are_fine(tmp_path: Path) -> None:
+    comp = _clips(
+        tmp_path,
+        '<script type="application/json">{"gsap": "timeline"}</script>'
+        "<script></script><noscript><script>never()</script></noscript>"
+        '<div style="color: red" data-start="0" data-duration="2"></div>',
+        head="<style>.a { transition: none; } /* animation: spin 9s */</style>",
+    )
+    assert comp.duration_s == 2.0
+
+
+@pytest.mark.parametrize(
+    ("body", "head", "why"),
+    [
+        ('<script>window.__timelines = {}</script>', "", "<script"),
+        ('<script src="app.js"></script>', "", "<script"),
+        ('<script type="module">import "./a.js"</script>', "", "<script"),
+        ('<img src="a.png" onload="go()">', "", "onload"),
+        ('<div style="animation: spin 9s linear">', "", "CSS animation"),
+        ("", "<style>.a { animation-name: spin; }</style>", "CSS animation"),
+        ("", '<link rel="stylesheet" href="styles.css">', "styles.css"),
+        ("", "<style>@import url(more.css);</style>", "@import"),
+        ('<video src="clip.mp4" data-start="0"></video>', "", "<video"),
+        ('<video src="clip.mp4" data-start="0" data-end="4"></video>', "", "<video"),
+        ('<audio src="a.mp3" data-start="2"></audio>', "", "<audio"),
+        ('<div data-composition-id="intro" data-composition-src="intro.html" data-start="0">',
+         "", "intro.html"),
+        ('<div data-composition-id="scene" data-start="0"></div>', "", "scene"),
+        ('<div data-lottie-src="a.json" data-start="0" data-duration="2"></div>', "", "Lottie"),
+        ('<img src="party.GIF" data-start="0" data-duration="2">', "", "GIF"),
+        ("<template><script>gsap.timeline()</script></template>", "", "<template>"),
+    ],
+)  # fmt: skip
+def test_lengths_only_known_when_rendered_make_the_duration_unknown(
+    tmp_path: Path, body: str, head: str, why: str
+) -> None:
+    comp = _clips(tmp_path, '<div data-start="0" data-duration="2"></div>' + body, head=head)
+    assert comp.duration_s is None and comp.duration_source is None
+    reason = comp.duration_unknown_reason
+    assert reason is not None and why in reason, reason
+    assert 'add data-duration="<seconds>" to the root composition' in reason
+
+
+def test_a_root_duration_makes_everything_else_irrelevant(tmp_path: Path) -> None:
+    comp = _clips(
+        tmp_path,
+        '<script>gsap.timeline()</script><video src="v.mp4" data-start="0"></video>',
+        root='data-duration="7"',
+    )
+    assert (comp.duration_s, comp.duration_source) == (7.0, "data-duration")
+
+
+def test_no_composition_at_all(tmp_path: Path) -> None:
+    comp = read_composition(_project(tmp_path, "<html><body><p>hi</p></body></html>"))
+    assert comp.duration_s is None
+    assert comp.duration_unknown_reason is not None
+    assert "data-composition-id" in comp.duration_unknown_reason
+
+
+def test_the_example_template(tmp_path: Path) -> None:
+    from tests.conftest import REPO
+
+    comp = read_composition(REPO / "examples" / "templates" / "welcome")
+    assert (comp.duration_s, comp.duration_source) == (2.0, "data-duration")
+
+
+def test_composition_from_html_is_the_parser_read_composition_uses(tmp_path: Path) -> None:
+    html = (
+        f"<html data-composition-id='x' data-composition-variables='{json.dumps([TITLE])}'>"
+        '<body><div data-composition-id="x" data-width="320" data-height="240" data-fps="24">'
+        '<div data-start="0" data-duration="1.5"></div></div></body></html>'
+    )
+    from_dir = read_composition(_project(tmp_path, html))
+    assert composition_from_html(html) == from_dir
+    assert composition_from_html(b"\xef\xbb\xbf" + html.encode()) == from_dir
+    assert from_dir.duration_s == 1.5 and from_dir.width == 320
 
 
 # --- frame_count --------------------------------------------------------------------------

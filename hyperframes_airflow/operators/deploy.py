@@ -9,10 +9,10 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
+from hyperframes_airflow.contract.options import parse_bool
 from hyperframes_airflow.contract.site import require_entry_file, site_id
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.operators._backend import BACKEND_TEMPLATE_FIELDS, BackendSettings
-from hyperframes_airflow.operators._coerce import as_bool
 
 
 class HyperframesDeploySiteOperator(BackendSettings, BaseOperator):
@@ -47,7 +47,7 @@ class HyperframesDeploySiteOperator(BackendSettings, BaseOperator):
         self.is_dry_run = dry_run
 
     def execute(self, context: Context) -> dict[str, Any]:
-        if as_bool(self.is_dry_run, name="dry_run"):
+        if parse_bool(self.is_dry_run, name="dry_run", default=False):
             raise AirflowSkipException("Dry run: nothing is deployed")
         project = Path(self.project_dir)
         require_entry_file(project)

@@ -12,10 +12,10 @@ from airflow.sdk.exceptions import AirflowFailException
 from hyperframes_airflow.backends.local import iso_now
 from hyperframes_airflow.contract.assemble import manifest_rows, planned_lanes
 from hyperframes_airflow.contract.manifest import Manifest, ManifestRow
+from hyperframes_airflow.contract.options import parse_bool
 from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, Lane, decode_rows
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.operators._backend import BACKEND_TEMPLATE_FIELDS, BackendSettings
-from hyperframes_airflow.operators._coerce import as_bool
 from hyperframes_airflow.storage import write_text_atomic
 from hyperframes_airflow.xcom import PROGRESS_KEY, REPORT_KEY, SPEC_KEY
 
@@ -119,7 +119,9 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
             why = problems[-1]["message"] if problems else "prepare_batch failed"
             raise AirflowFailException(f"The batch was not rendered: {why}; manifest: {uri}")
         failed = manifest.failed_rows
-        if failed and as_bool(self.fail_on_row_failure, name="fail_on_row_failure"):
+        if failed and parse_bool(
+            self.fail_on_row_failure, name="fail_on_row_failure", default=True
+        ):
             raise AirflowFailException(
                 f"{len(failed)} of {len(rows)} row(s) did not succeed "
                 f"({manifest.totals.by_status}); manifest: {uri}"

@@ -10,16 +10,21 @@ from airflow.sdk import BaseOperator, Context, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from hyperframes_airflow.backends.base import Resolved
-from hyperframes_airflow.contract.composition import Composition, frame_count
+from hyperframes_airflow.contract.composition import Composition
 from hyperframes_airflow.contract.config import InvalidConfigError, RenderConfig
-from hyperframes_airflow.contract.estimate import estimate_batch
+from hyperframes_airflow.contract.estimate import (
+    BatchEstimate,
+    GateDecision,
+    cost_gate,
+    estimate_batch,
+)
 from hyperframes_airflow.contract.issues import Issue
+from hyperframes_airflow.contract.options import parse_bool, parse_config_mapping, parse_cost_limit
 from hyperframes_airflow.contract.plan import BatchPlan, load_project, plan_batch
 from hyperframes_airflow.contract.progress import DEFAULT_MEMORY_MB
 from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, InvalidLine, make_lanes
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.operators._backend import BACKEND_TEMPLATE_FIELDS, BackendSettings
-from hyperframes_airflow.operators._coerce import as_bool, as_config_dict, as_optional_float
 from hyperframes_airflow.storage import open_batch
 from hyperframes_airflow.xcom import REPORT_KEY, SPEC_KEY
 
@@ -122,9 +127,9 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
 
     def _prepare(self, context: Context) -> list[dict[str, Any]]:
         """Plan the batch; `self._report` always holds what is known so far."""
-        dry_run = as_bool(self.is_dry_run, name="dry_run")
+        dry_run = parse_bool(self.is_dry_run, name="dry_run", default=False)
         try:
-            config = RenderConfig.model_validate(as_config_dict(self.config))
+            config = RenderConfig.model_validate(parse_config_mapping(self.config))
         except InvalidConfigError as exc:
             self._report = self._report.problem(Issue(None, "config", "error", str(exc)))
             raise AirflowFailException(str(exc)) from exc
@@ -142,11 +147,14 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
                 site_id=site_id,
                 dag_id=context["dag"].dag_id,
                 run_id=context["run_id"],
-                strict_variables=as_bool(self.strict_variables, name="strict_variables"),
+                strict_variables=parse_bool(
+                    self.strict_variables, name="strict_variables", default=False
+                ),
                 bucket=resolved.digest_bucket,
             )
         estimate = self._estimate(plan, composition, config, resolved)
-        self._log_plan(plan, estimate)
+        gate = self._cost_gate(estimate)
+        self._log_plan(plan, estimate, gate)
         refs = [row.ref() for row in plan.rows]
         per_task = self._rows_per_task(len(refs))
         if per_task > 1:
@@ -165,12 +173,14 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
             config=config.to_wire(),
             stack=resolved.stack,
             local_root=resolved.local_root,
-            expected_render_seconds=(estimate.get("perRender") or {}).get("wallSeconds"),
+            expected_render_seconds=estimate.per_render.wall_seconds
+            if estimate.per_render
+            else None,
         )
         context["ti"].xcom_push(key=SPEC_KEY, value=spec.dump())
         self._update(
             status="planned",
-            estimate=estimate,
+            estimate=self._estimate_doc(estimate, gate),
             problems=[i.to_dict() for i in plan.issues],
             invalid=[
                 InvalidLine(line=bad.line, output_key=bad.output_key, error=bad.error_text)
@@ -178,7 +188,9 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
             ],
             rows_parsed=plan.rows_parsed,
         )
-        if plan.batch_level_errors or (plan.invalid and as_bool(self.strict, name="strict")):
+        if plan.batch_level_errors or (
+            plan.invalid and parse_bool(self.strict, name="strict", default=True)
+        ):
             self._update(status="invalid", planned=refs)
             errors = plan.errors
             listing = "\n".join(f"  - {i}" for i in errors[:LOGGED_PROBLEMS])
@@ -190,11 +202,10 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         if dry_run:
             self._update(status="dry-run", planned=refs)
             return []
-        gate = self._cost_gate(estimate)
-        if gate is not None:
+        if gate.blocked:
             self._update(status="over-budget", planned=refs)
-            self._report = self._report.problem(Issue(None, "max_cost_usd", "error", gate))
-            raise AirflowFailException(gate)
+            self._report = self._report.problem(Issue(None, "max_cost_usd", "error", gate.message))
+            raise AirflowFailException(gate.message)
         return [{"rows": lane.model_dump(by_alias=True)["rows"]} for lane in lanes]
 
     def _update(self, **changes: Any) -> None:
@@ -204,28 +215,14 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
 
     def _estimate(
         self, plan: BatchPlan, composition: Composition, config: RenderConfig, resolved: Resolved
-    ) -> dict[str, Any]:
-        duration = composition.duration_s
-        if not duration:
-            return {"rows": len(plan.rows), "note": "composition declares no duration; no estimate"}
-        memory = resolved.stack.lambda_memory_mb if resolved.stack else DEFAULT_MEMORY_MB
-        est = estimate_batch(
+    ) -> BatchEstimate:
+        return estimate_batch(
             rows=len(plan.rows),
-            total_frames=frame_count(duration, config.fps),
-            width=config.width,
-            height=config.height,
-            memory_mb=memory,
-            chunk_size=config.chunk_size,
-            max_parallel_chunks=config.max_parallel_chunks,
-            target_chunk_frames=config.target_chunk_frames,
+            config=config,
+            duration_s=composition.duration_s,
+            duration_unknown_reason=composition.duration_unknown_reason,
+            memory_mb=resolved.stack.lambda_memory_mb if resolved.stack else DEFAULT_MEMORY_MB,
         )
-        data: dict[str, Any] = est.model_dump(by_alias=True)
-        if not self.render_backend().bills_renders:
-            data["note"] = (
-                "local backend: renders on this worker, no cloud cost "
-                "(Lambda figures shown for reference)"
-            )
-        return data
 
     def _rows_per_task(self, renderable: int) -> int:
         """`rows_per_task`, else 1 unless the batch has more rows than Airflow maps
@@ -234,7 +231,18 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         needed = max(1, math.ceil(renderable / limit))
         return max(self.rows_per_task or 1, needed)
 
-    def _log_plan(self, plan: BatchPlan, estimate: dict[str, Any]) -> None:
+    def _estimate_doc(self, estimate: BatchEstimate, gate: GateDecision) -> dict[str, Any]:
+        """The estimate as the manifest shows it, with the gate's decision."""
+        doc: dict[str, Any] = estimate.model_dump(by_alias=True)
+        doc["gate"] = gate.model_dump(by_alias=True)
+        if not self.render_backend().bills_renders:
+            doc["note"] = (
+                "local backend: renders on this worker, no cloud cost "
+                "(Lambda figures shown for reference)"
+            )
+        return doc
+
+    def _log_plan(self, plan: BatchPlan, estimate: BatchEstimate, gate: GateDecision) -> None:
         self.log.info(
             "Batch: %d row(s) parsed, %d renderable, %d invalid, %d warning(s)",
             plan.rows_parsed,
@@ -245,22 +253,15 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         for issue in plan.issues[:LOGGED_PROBLEMS]:
             log = self.log.error if issue.severity == "error" else self.log.warning
             log("%s", issue)
-        if "totalUsd" in estimate:
-            self.log.info("Estimate: %s", {k: v for k, v in estimate.items() if k != "assumptions"})
+        self.log.info("Cost: %s (%s)", gate.message, gate.status)
 
-    def _cost_gate(self, estimate: dict[str, Any]) -> str | None:
-        """The reason the batch must not render yet (the estimate is above the limit)."""
-        limit = as_optional_float(self.max_cost_usd, name="max_cost_usd")
-        total = estimate.get("totalUsd")
-        if limit is None or total is None or not self.render_backend().bills_renders:
-            return None
-        if total <= limit or as_bool(self.confirm_cost, name="confirm_cost"):
-            return None
-        return (
-            f"Estimated cost ${total:.4f} exceeds max_cost_usd ${limit:.4f}. "
-            "Confirm it by triggering with confirm_cost=true (DAG param or render_batch argument), "
-            "or raise max_cost_usd."
-        )
+    def _cost_gate(self, estimate: BatchEstimate) -> GateDecision:
+        """Whether the batch may render at its estimated cost (renders that bill only)."""
+        limit = parse_cost_limit(self.max_cost_usd)
+        if not self.render_backend().bills_renders:
+            limit = None
+        confirmed = parse_bool(self.confirm_cost, name="confirm_cost", default=False)
+        return cost_gate(estimate, max_cost_usd=limit, confirmed=confirmed)
 
 
 def _explain(exc: BaseException) -> str:

@@ -16,10 +16,10 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk import Context, conf
 from airflow.sdk.exceptions import AirflowFailException
 
+from hyperframes_airflow.contract.options import parse_bool
 from hyperframes_airflow.contract.rows import BatchSpec, Lane, decode_rows, lane_label
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.hooks.stack import HyperframesStackHook
-from hyperframes_airflow.operators._coerce import as_bool
 from hyperframes_airflow.triggers.lane import LambdaLane
 from hyperframes_airflow.triggers.render import HyperframesRenderTrigger
 from hyperframes_airflow.xcom import RESULT_KEY, SPEC_KEY
@@ -107,7 +107,7 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
                 "map_index": ti.map_index,
                 "try_started_at": started.isoformat(),
             },
-            force_rerender=as_bool(self.force_rerender, name="force_rerender"),
+            force_rerender=parse_bool(self.force_rerender, name="force_rerender", default=False),
             stop_on_kill=self.stop_on_kill,
             render_timeout_s=self.render_timeout_s,
             poll_interval=self.poll_interval,

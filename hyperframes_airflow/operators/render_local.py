@@ -13,8 +13,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from hyperframes_airflow.backends.local import LocalBackend
 from hyperframes_airflow.contract.manifest import ManifestRow
+from hyperframes_airflow.contract.options import parse_bool
 from hyperframes_airflow.contract.rows import BatchSpec, Lane, lane_label
-from hyperframes_airflow.operators._coerce import as_bool
 from hyperframes_airflow.xcom import PROGRESS_KEY, RESULT_KEY, SPEC_KEY
 
 _KILLED = "its Airflow task was killed (marked failed or success, cleared, or the run failed)"
@@ -97,7 +97,7 @@ class HyperframesLocalRenderOperator(BaseOperator):
             dag_id=ti.dag_id,
             run_id=ti.run_id,
             owner=lane_owner(ti.dag_id, ti.run_id, ti.task_id, map_index),
-            force_rerender=as_bool(self.force_rerender, name="force_rerender"),
+            force_rerender=parse_bool(self.force_rerender, name="force_rerender", default=False),
             timeout_s=self.render_timeout_s,
             on_progress=on_progress,
             on_row_start=on_row_start,

@@ -45,8 +45,8 @@ from benchmarks._aws import (
     sfn_calls,
     welcome_rows,
 )
-from devstack.moto_stack import TEST_CREDENTIALS, MotoStack
 from devstack.airflow_stack import AirflowStack
+from devstack.moto_stack import TEST_CREDENTIALS, MotoStack
 
 SECTION_ID = "B4"
 REPO = Path(__file__).resolve().parents[1]

@@ -33,13 +33,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hyperframes_airflow.backends.local_cli import (
-    MARKER_ENV,
-    Toolchain,
-    find_toolchain,
-    kill_process_group,
-    render_local,
-)
 from devstack.airflow_stack import (
     LOCAL_DAG_ID,
     RENDER_POOL,
@@ -50,6 +43,13 @@ from devstack.airflow_stack import (
     sample_rows,
     template_variant,
     write_batch,
+)
+from hyperframes_airflow.backends.local_cli import (
+    MARKER_ENV,
+    Toolchain,
+    find_toolchain,
+    kill_process_group,
+    render_local,
 )
 
 SECTION_ID = "B5"

@@ -49,8 +49,8 @@ from benchmarks._aws import (
     sfn_calls,
     welcome_rows,
 )
-from devstack.moto_stack import MotoStack
 from devstack.airflow_stack import AirflowStack, parse_time
+from devstack.moto_stack import MotoStack
 
 SECTION_ID = "B1"
 

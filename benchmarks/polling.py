@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from devstack.moto_stack import MotoStack
 from hyperframes_airflow.backends.base import RenderJob
 from hyperframes_airflow.backends.lambda_ import LambdaBackend
 from hyperframes_airflow.contract.config import RenderConfig
-from devstack.moto_stack import MotoStack
 
 SECTION_ID = "B2"
 READS = ("states:DescribeExecution", "states:ListExecutions", "states:GetExecutionHistory")

@@ -187,6 +187,11 @@ class AirflowStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        # Support modules beside the stack's DAG files (e.g. test triggers) import everywhere:
+        # the triggerer imports a trigger by its module path, not from a parsed DAG file.
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(self.dags_folder), os.environ.get("PYTHONPATH", "")) if p
+        )
         env.update(extra)
         return env
 

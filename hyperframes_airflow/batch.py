@@ -191,8 +191,8 @@ def _render_operator(
         **task_kwargs,
     }
     operator = RENDER_OPERATORS[backend]
-    if operator is HyperframesLambdaRenderOperator:
-        return HyperframesLambdaRenderOperator.partial(
+    if issubclass(operator, HyperframesLambdaRenderOperator):
+        return operator.partial(
             aws_conn_id=settings["conn_id"],
             region_name=settings["region_name"],
             verify=settings["verify"],
@@ -203,4 +203,4 @@ def _render_operator(
             **common,
         )
     # Local renders run on the worker: the task's own timeout covers a whole lane.
-    return HyperframesLocalRenderOperator.partial(**common)
+    return operator.partial(**common)

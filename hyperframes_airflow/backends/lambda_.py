@@ -8,6 +8,7 @@ manifest's look at rows whose task ended without results.
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +27,8 @@ from hyperframes_airflow.hooks.stack import HyperframesStackHook
 from hyperframes_airflow.storage import RowChanged, read_planned_rows
 
 __all__ = ["LambdaBackend"]
+
+log = logging.getLogger(__name__)
 
 
 class LambdaBackend:

@@ -30,6 +30,7 @@ from hyperframes_airflow.backends.local_cli import (
     kill_process_group,
     render_local,
 )
+from hyperframes_airflow.backends.local_cli.media import poster_frame
 from hyperframes_airflow.backends.local_cli.run import (
     LaneItem,
     LaneOutcome,
@@ -122,8 +123,11 @@ class LocalBackend:
         return self.confined(f"sites/{site_id}")
 
     def _record_path(self, output_key: str) -> Path:
-        name = hashlib.sha256(output_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        return self.root / ".hyperframes" / "outputs" / f"{name}.json"
+        return self.root / ".hyperframes" / "outputs" / f"{_key_name(output_key)}.json"
+
+    def thumbnail_path(self, output_key: str) -> Path:
+        """Where a row's poster frame goes (inside the root, beside the records)."""
+        return self.root / ".hyperframes" / "thumbnails" / f"{_key_name(output_key)}.jpg"
 
     # -- RenderBackend -----------------------------------------------------------------------
 
@@ -374,6 +378,17 @@ class LocalBackend:
         )
 
     def _succeeded(self, todo: _Todo, result: LocalRenderResult, started_at: str) -> ManifestRow:
+        thumbnail: str | None = None
+        try:  # a poster frame for the batch page; a render never fails over it
+            middle = (result.duration_s or 0.0) / 2
+            thumbnail = poster_frame(
+                result.output_path,
+                self.thumbnail_path(todo.ref.output_key),
+                at_s=middle,
+                ffmpeg=self.toolchain.ffmpeg,
+            ).as_uri()
+        except (LocalRenderError, OSError):
+            thumbnail = None
         row = _row(
             todo.ref,
             "succeeded",
@@ -386,6 +401,7 @@ class LocalBackend:
             ended_at=iso_now(),
             attempt=todo.attempt,
             replaced=todo.replaced,
+            thumbnail_uri=thumbnail,
         )
         write_json_atomic(
             self._record_path(todo.ref.output_key),
@@ -475,6 +491,11 @@ def _row(ref: RowRef, status: str, **fields: Any) -> ManifestRow:
             **{k: v for k, v in fields.items() if v is not None},
         }
     )
+
+
+def _key_name(output_key: str) -> str:
+    """A fixed-length file name for an output key (keys may be long or deeply nested)."""
+    return hashlib.sha256(output_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _tree_bytes(path: Path) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.providers.amazon.aws.links.step_function import (
     StateMachineDetailsLink,
@@ -50,6 +50,8 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
     """
 
     aws_hook_class = HyperframesStackHook
+    #: The trigger this operator defers to (a subclass may bring its own).
+    trigger_class: ClassVar[type[HyperframesRenderTrigger]] = HyperframesRenderTrigger
     template_fields: Sequence[str] = aws_template_fields("force_rerender")
     operator_extra_links = (StateMachineDetailsLink(), StateMachineExecutionsDetailsLink())
     ui_color = "#e6f4ea"
@@ -97,7 +99,7 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
             state_machine_arn=spec.stack.state_machine_arn,
         )
         started = ti.start_date or datetime.now(UTC)
-        trigger = HyperframesRenderTrigger(
+        trigger = self.trigger_class(
             lane=self.lane.dump(),
             spec=spec.dump(),
             render_task={
@@ -105,6 +107,7 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
                 "task_id": ti.task_id,
                 "run_id": ti.run_id,
                 "map_index": ti.map_index,
+                "try_number": ti.try_number,
                 "try_started_at": started.isoformat(),
             },
             force_rerender=parse_bool(self.force_rerender, name="force_rerender", default=False),

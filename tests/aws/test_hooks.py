@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from devstack.moto_stack import MotoStack, eventually
 from hyperframes_airflow.contract.stack import (
     StackSettings,
     StackSettingsError,
     read_cli_state_file,
 )
 from hyperframes_airflow.hooks.stack import HyperframesStackHook, SiteAccessDenied
-from devstack.moto_stack import MotoStack, eventually
 
 
 def _use_conn(

@@ -185,7 +185,7 @@ def test_a_recreated_lane_finds_its_own_renders_and_never_starts_twice(
 ) -> None:
     """A triggerer restart re-creates the trigger: it walks the lane again from the first row
     and must find what it already started (done or running), not start anything again."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"outputKey": "again/a.mp4"},
         {"outputKey": "again/b.mp4", "variables": {"hfTestFate": "fail"}},
         {"outputKey": "again/c.mp4", "variables": {"hfTestFate": "hang"}},

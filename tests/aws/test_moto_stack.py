@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from hyperframes_airflow.contract.progress import render_progress
 from devstack.moto_stack import MOCK_CHUNKS, MOCK_FILE_SIZE, MOCK_FRAMES, MotoStack, eventually
+from hyperframes_airflow.contract.progress import render_progress
 
 
 def _input(stack: MotoStack, name: str, **variables: Any) -> str:

@@ -683,5 +683,5 @@ def test_the_lock_stage_exports_the_lock_and_builds_the_wheel(tmp_path: Path) ->
         names = archive.namelist()
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         assert "apache_airflow_provider" in archive.read(entry_points).decode()
-    assert "hyperframes_airflow/hooks/hyperframes.py" in names
+    assert "hyperframes_airflow/hooks/stack.py" in names
     assert not any(n.startswith("tests/") for n in names)

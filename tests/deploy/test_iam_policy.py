@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import asyncio
 import json
 import re
 import subprocess
@@ -374,10 +375,17 @@ def test_a_user_with_exactly_this_policy_runs_a_whole_batch(
     with stack.enforce_iam():
         run = run_dag(dag)
         # Cancelling: what on_kill does (StopExecution) on a render that is still running.
-        backend = LambdaBackend()
+        hook = LambdaBackend().hook
         hang = json.dumps({"Config": {"format": "mp4", "variables": {"hfTestFate": "hang"}}})
-        arn = backend.hook.start_execution(f"iam-stop-{uuid.uuid4().hex[:8]}", hang)
-        assert backend.stop(arn) is True
+        arn = asyncio.run(
+            hook.async_start_execution(
+                f"iam-stop-{uuid.uuid4().hex[:8]}",
+                hang,
+                state_machine_arn=hook.get_stack_settings().state_machine_arn,
+                region=stack.region,
+            )
+        )
+        assert arn is not None and hook.stop_execution(arn, cause="test: on_kill") is True
     calls = stack.reset_calls()
 
     assert str(run.state) == "failed"  # the "fail" row, and only that row, failed
@@ -402,7 +410,7 @@ def test_a_user_with_exactly_this_policy_runs_a_whole_batch(
 @pytest.mark.parametrize(
     ("drop", "call"),
     [
-        ("RenderBucketObjects", "site_exists"),
+        ("RenderBucketObjects", "head"),
         ("StartAndListRenders", "start"),
         ("WatchAndStopRenders", "describe"),
         ("FindStackByNameOptional", "settings"),
@@ -412,12 +420,8 @@ def test_each_statement_is_needed(
     iam_stack: MotoStack, monkeypatch: pytest.MonkeyPatch, drop: str, call: str
 ) -> None:
     from botocore.exceptions import ClientError
-
-    from hyperframes_airflow.hooks.hyperframes import (
-        HyperframesStackHook,
-        SiteAccessDenied,
-        StackSettingsError,
-    )
+    from hyperframes_airflow.contract.stack import StackSettingsError
+    from hyperframes_airflow.hooks.stack import HyperframesStackHook, SiteAccessDenied
 
     stack = iam_stack
     extra = {"stack_name": "hf-stack"} if call == "settings" else {}
@@ -430,10 +434,17 @@ def test_each_statement_is_needed(
     with stack.enforce_iam():
         hook = HyperframesStackHook()
         with pytest.raises((ClientError, SiteAccessDenied, StackSettingsError)) as caught:
-            if call == "site_exists":
-                hook.site_exists("sites/0123456789abcdef/project.tar.gz")
+            if call == "head":
+                hook.head("sites/0123456789abcdef/project.tar.gz")
             elif call == "start":
-                hook.start_execution(f"iam-{uuid.uuid4().hex[:8]}", "{}")
+                asyncio.run(
+                    hook.async_start_execution(
+                        f"iam-{uuid.uuid4().hex[:8]}",
+                        "{}",
+                        state_machine_arn=stack.state_machine_arn,
+                        region=stack.region,
+                    )
+                )
             elif call == "describe":
                 hook.describe_execution(existing)
             else:

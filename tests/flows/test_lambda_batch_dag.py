@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from devstack.moto_stack import MotoStack
 from tests.airflow_helpers import run_dag, ti_states
 from tests.conftest import REPO
-from devstack.moto_stack import MotoStack
 
 TEMPLATE = REPO / "examples" / "templates" / "welcome"
 

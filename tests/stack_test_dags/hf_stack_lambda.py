@@ -9,29 +9,26 @@ fate on that state machine (`hfTestFate` succeed|fail|hang, `hfTestSeconds` N).
   (batch, project, dry_run, max_cost_usd, confirm_cost, force_rerender). Renders go through the
   `hyperframes_renders` pool (the test creates it with include_deferred); the per-run cap is set
   far above it, so only the pool can hold renders back.
-- `hf_stack_lambda_crash`: the same, with one retry after 2 s, and a render operator that dies
-  by SIGKILL right after its StartExecution on try 1 for rows whose variables carry
-  `hfTestCrash: true`: the window a real worker crash (OOM kill, lost node) can hit, where the
-  execution exists but nothing in Airflow knows it yet (no XCom, no deferral, no final state).
-  Killing the process from outside could not hit a window that is milliseconds wide, so the
-  task kills itself there; the supervisor sees exactly what it sees after an OOM kill.
+- `hf_stack_lambda_crash`: the same, with one retry after 2 s, and a render trigger that dies
+  right after its StartExecution on try 1 for lanes whose first output key contains `crash`
+  (`hf_stack_support.py`): the window a real crash can hit, where the execution exists but
+  nothing in Airflow knows it yet. Killing a process from outside could not hit a window that
+  is milliseconds wide, so the trigger fails itself there.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 from airflow.sdk import DAG, Param
+from hf_stack_support import CrashAfterStartRenderOperator
 
 import hyperframes_airflow.batch as batch_factory
 from hyperframes_airflow.batch import render_batch
 from hyperframes_airflow.contract.config import RenderConfig
-from hyperframes_airflow.operators.render import HyperframesRenderOperator
 
 REPO = Path(__file__).resolve().parents[2]
 WELCOME = REPO / "examples" / "templates" / "welcome"
@@ -64,24 +61,6 @@ def _batch_group(**options: Any) -> None:
     )
 
 
-class CrashAfterStartRenderOperator(HyperframesRenderOperator):
-    """Dies (SIGKILL, no cleanup) right after StartExecution, on try 1, for `hfTestCrash` rows."""
-
-    def _lambda(self) -> Any:
-        backend = super()._lambda()
-        ensure_started = backend.ensure_started
-
-        def start_then_die(job: Any, **kwargs: Any) -> Any:
-            outcome = ensure_started(job, **kwargs)
-            if job.attempt == 1 and job.variables.get("hfTestCrash"):  # attempt = try number
-                self.log.warning("hfTestCrash: SIGKILL after starting %s", outcome.execution_arn)
-                os.kill(os.getpid(), signal.SIGKILL)
-            return outcome
-
-        backend.ensure_started = start_then_die  # type: ignore[method-assign]
-        return backend
-
-
 with DAG(
     dag_id="hf_stack_lambda",
     schedule=None,
@@ -96,7 +75,7 @@ with DAG(
 # render_batch has no operator-class argument (a test-only need): swap the class it uses for
 # the length of this one DAG definition.
 with (
-    mock.patch.object(batch_factory, "HyperframesRenderOperator", CrashAfterStartRenderOperator),
+    mock.patch.dict(batch_factory.RENDER_OPERATORS, {"lambda": CrashAfterStartRenderOperator}),
     DAG(
         dag_id="hf_stack_lambda_crash",
         schedule=None,

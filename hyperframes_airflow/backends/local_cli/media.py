@@ -100,3 +100,46 @@ def _to_float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def poster_frame(
+    video: Path,
+    target: Path,
+    *,
+    at_s: float,
+    width: int = 320,
+    ffmpeg: Path | str | None = None,
+) -> Path:
+    """Write a JPEG poster frame of `video` (the frame at `at_s`, `width` px wide) to `target`,
+    atomically; the batch page shows it as the row's thumbnail."""
+    exe = str(ffmpeg or _find_tool("ffmpeg", "HYPERFRAMES_FFMPEG_PATH") or "ffmpeg")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial.jpg")
+    proc = subprocess.run(
+        [
+            exe,
+            "-v",
+            "error",
+            "-y",
+            "-ss",
+            f"{max(at_s, 0.0):.3f}",
+            "-i",
+            str(video),
+            "-frames:v",
+            "1",
+            "-vf",
+            f"scale={int(width)}:-2",
+            "-q:v",
+            "4",
+            str(partial),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0 or not partial.is_file():
+        partial.unlink(missing_ok=True)
+        err = proc.stderr.decode(errors="replace").strip()[:300]
+        raise LocalRenderError(f"ffmpeg could not take a poster frame of {video.name}: {err}")
+    partial.replace(target)
+    return target

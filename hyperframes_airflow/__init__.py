@@ -8,7 +8,11 @@ __version__ = "0.1.0"
 
 
 def get_provider_info() -> dict[str, Any]:
-    """Provider metadata read by Airflow's provider discovery (`airflow providers list`)."""
+    """Provider metadata read by Airflow's provider discovery (`airflow providers list`).
+
+    The stack is reached through the Amazon provider's own `aws` connection type (its extra
+    says where the stack is), so no connection type of our own is registered.
+    """
     return {
         "package-name": "hyperframes-airflow",
         "name": "HyperFrames",
@@ -16,4 +20,35 @@ def get_provider_info() -> dict[str, Any]:
             "Render batches of personalised HyperFrames videos on AWS Lambda or locally."
         ),
         "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "HyperFrames",
+                "external-doc-url": "https://hyperframes.heygen.com",
+                "tags": ["service"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "HyperFrames",
+                "python-modules": [
+                    "hyperframes_airflow.operators.prepare",
+                    "hyperframes_airflow.operators.deploy",
+                    "hyperframes_airflow.operators.render_lambda",
+                    "hyperframes_airflow.operators.render_local",
+                    "hyperframes_airflow.operators.manifest",
+                ],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "HyperFrames",
+                "python-modules": ["hyperframes_airflow.hooks.stack"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "HyperFrames",
+                "python-modules": ["hyperframes_airflow.triggers.render"],
+            }
+        ],
     }

@@ -66,6 +66,7 @@ with DAG(
     schedule=None,
     catchup=False,
     max_active_runs=4,
+    render_template_as_native_obj=True,  # an unset max_cost_usd renders None, not "None"
     tags=["hyperframes", "test"],
     params=PARAMS,
     doc_md=__doc__,
@@ -81,6 +82,7 @@ with (
         schedule=None,
         catchup=False,
         max_active_runs=4,
+        render_template_as_native_obj=True,
         tags=["hyperframes", "test"],
         params=PARAMS,
         doc_md=__doc__,

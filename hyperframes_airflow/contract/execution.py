@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hyperframes_airflow.contract.formats import format_extension
+from hyperframes_airflow.contract.json_values import MAX_VARIABLES_DEPTH
 
 __all__ = [
     "MAX_EXECUTION_NAME_LENGTH",
@@ -102,21 +103,22 @@ def _js_numbers(value: Any) -> Any:
 
 
 def _non_finite_path(value: Any, path: str) -> str | None:
-    """Where the first NaN/Infinity is (only walked when there is one: paths cost time)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return path
-    items: Any = (
-        value.items()
-        if isinstance(value, Mapping)
-        else ((f"[{i}]", v) for i, v in enumerate(value))
-        if isinstance(value, list | tuple)
-        else ()
-    )
-    for key, item in items:
-        sub = f"{path}{key}" if str(key).startswith("[") else f"{path}.{key}"
-        found = _non_finite_path(item, sub)
-        if found:
-            return found
+    """Where the first NaN/Infinity is (only walked when there is one: paths cost time).
+
+    Iterative, in document order: the depth of a document is not ours to choose.
+    """
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where
+        if isinstance(item, Mapping):
+            children = [(v, f"{where}.{k}") for k, v in item.items()]
+        elif isinstance(item, list | tuple):
+            children = [(v, f"{where}[{i}]") for i, v in enumerate(item)]
+        else:
+            continue
+        stack.extend(reversed(children))
     return None
 
 
@@ -129,12 +131,19 @@ def encode_execution_input(doc: Mapping[str, Any]) -> str:
     """
     try:
         normalised = _js_numbers(doc)
+        text = json.dumps(normalised, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except _NonFinite:
         path = _non_finite_path(doc, "input")
         raise ValueError(
             f"{path}: non-finite numbers (NaN / Infinity) are not JSON-serializable"
         ) from None
-    text = json.dumps(normalised, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        # Parsed batch rows never get here (variables nest at most 64 levels); other callers
+        # get a clear error instead of a crash.
+        raise ValueError(
+            "execution input is nested too deeply to serialise; variables may nest at most "
+            f"{MAX_VARIABLES_DEPTH} levels"
+        ) from None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

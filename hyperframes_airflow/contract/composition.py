@@ -144,6 +144,8 @@ _JS_PARSE_INT = re.compile(r"[+-]?\d+", re.ASCII)
 _JS_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _JS_RADIX = re.compile(r"0([xXoObB])([0-9a-fA-F]+)")
 _RADIX_BASES = {"x": 16, "o": 8, "b": 2}
+# The old private name of the shared `js_trim`, for code written against it.
+_js_trim = js_trim
 
 
 def _js_parse_float(text: str) -> float:

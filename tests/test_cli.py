@@ -154,8 +154,7 @@ def test_a_batch_path_that_is_no_file_is_one_clear_line(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     cases = {
         tmp_path: f"error: batch path is a directory, not a JSONL file: {tmp_path}\n",
-        fifo: "error: batch path is a FIFO (named pipe; reading it would wait for a writer), not"
-        f" a JSONL file: {fifo}\n",
+        fifo: f"error: batch path is a FIFO (named pipe), not a JSONL file: {fifo}\n",
         tmp_path / "missing.jsonl": f"error: batch file not found: {tmp_path / 'missing.jsonl'}\n",
         Path("/dev/zero"): "error: batch path is a device, not a JSONL file: /dev/zero\n",
     }

@@ -32,7 +32,6 @@ from hyperframes_airflow.contract.batch_source import (
     BatchSourceError,
     LineContent,
     LongLine,
-    SourceTooLarge,
     Undecodable,
     local_batch_problem,
     physical_lines,
@@ -283,7 +282,7 @@ class _Checker:
             self.reject(lineno, None, [invalid_json(lineno, content.detail)])
             self.stopped = self.stopped or content.stop
         else:
-            self._stop(_source_too_large_issue(lineno, content))
+            self._stop(_over_limit_issue(lineno, f"{content.limit:,} bytes", "max_total_bytes"))
 
     def reject(self, lineno: int, output_key: str | None, issues: list[Issue]) -> None:
         self.entries += 1
@@ -310,7 +309,7 @@ class _Checker:
         if not text:
             return  # blank lines are skipped but still counted
         if self.entries >= self.limits.max_rows:
-            self._stop(_too_many_rows_issue(lineno, self.limits.max_rows))
+            self._stop(_over_limit_issue(lineno, f"{self.limits.max_rows:,} rows", "max_rows"))
             return
         obj = decode_row_object(lineno, raw, text)
         if isinstance(obj, Issue):
@@ -405,31 +404,20 @@ def _long_line_issue(lineno: int, line: LongLine, limits: BatchLimits) -> Issue:
     )
 
 
-def _source_too_large_issue(lineno: int, content: SourceTooLarge) -> Issue:
-    return Issue(
-        None,
-        None,
-        "error",
-        f"Stopped reading at line {lineno}: the batch holds more than {content.limit:,} bytes "
-        "(max_total_bytes); split it into several batches",
-    )
-
-
-def _too_many_rows_issue(lineno: int, max_rows: int) -> Issue:
-    return Issue(
-        None,
-        None,
-        "error",
-        f"Stopped reading at line {lineno}: the batch holds more than {max_rows:,} rows "
-        "(max_rows); split it into several batches",
+def _over_limit_issue(lineno: int, amount: str, option: str) -> Issue:
+    return _stopped(
+        lineno, f": the batch holds more than {amount} ({option}); split it into several batches"
     )
 
 
 def _too_many_rejected_issue(lineno: int, rejected: int) -> Issue:
-    return Issue(
-        None,
-        None,
-        "error",
-        f"Stopped reading at line {lineno} after {rejected} rejected lines (max_rejected_rows): "
-        "this does not look like a JSONL batch; fix the lines above first",
+    return _stopped(
+        lineno,
+        f" after {rejected} rejected lines (max_rejected_rows): this does not look like a JSONL "
+        "batch; fix the lines above first",
     )
+
+
+def _stopped(lineno: int, why: str) -> Issue:
+    """The batch-level error that ends reading early (the rows after `lineno` are unread)."""
+    return Issue(None, None, "error", f"Stopped reading at line {lineno}{why}")

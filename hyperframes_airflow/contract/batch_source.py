@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from hyperframes_airflow.contract._files import file_kind
+
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
     "DEFAULT_MAX_REJECTED_ROWS",
@@ -106,27 +108,11 @@ def local_batch_problem(path: str | os.PathLike[str]) -> str | None:
         return f"batch file not found: {name}"
     except OSError as exc:
         return f"batch file cannot be read ({exc.strerror or type(exc).__name__}): {name}"
-    kind = _special_file_kind(mode)
-    if kind is not None:
-        return f"batch path is {kind}, not a JSONL file: {name}"
+    if not stat.S_ISREG(mode):
+        return f"batch path is {file_kind(mode)}, not a JSONL file: {name}"
     if not os.access(name, os.R_OK):
         return f"batch file is not readable (permission denied): {name}"
     return None
-
-
-def _special_file_kind(mode: int) -> str | None:
-    """What a non-regular file is, for a message; None for a regular file."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe; reading it would wait for a writer)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
 
 
 def physical_lines(

@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any, Final
 
-from hyperframes_airflow.contract._js import JS_TRIM_CHARS, MAX_SAFE_INTEGER
+from hyperframes_airflow.contract._js import JS_TRIM_CHARS, MAX_SAFE_INTEGER, js_type_of
 from hyperframes_airflow.contract.execution import execution_name_problem
 from hyperframes_airflow.contract.issues import Issue, Severity
 from hyperframes_airflow.contract.json_values import (
@@ -257,18 +257,9 @@ def _field_hint(name: str) -> str | None:
 
 
 def _json_type(value: Any) -> str:
-    """Name a JSON value's type for a message, never its value (it may be personal data)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object" if isinstance(value, dict) else type(value).__name__
+    """Name a JSON value's type for a message ("a string", "null"), never its value."""
+    kind = js_type_of(value)
+    return {"null": "null", "array": "an array", "object": "an object"}.get(kind, f"a {kind}")
 
 
 def invalid_json(lineno: int, detail: str, field_name: str | None = None) -> Issue:

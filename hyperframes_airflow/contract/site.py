@@ -33,6 +33,8 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from hyperframes_airflow.contract._files import file_kind
+
 __all__ = [
     "SKIP_ROOT_ENTRIES",
     "SiteEntry",
@@ -135,7 +137,7 @@ def _site_entry(entry: os.DirEntry[str], rel: str, root: str, open_dirs: set[str
     if stat.S_ISREG(mode):
         return SiteEntry(rel, entry.path, is_dir=False, executable=bool(mode & 0o111))
     raise UnsafeSiteEntry(
-        f'[deploySite] "{rel}" is {_special_kind(mode)}: only files, folders and links to them '
+        f'[deploySite] "{rel}" is {file_kind(mode)}: only files, folders and links to them '
         "can be part of a site"
     )
 
@@ -169,19 +171,9 @@ def _followed_link(path: str, rel: str, root: str, open_dirs: set[str]) -> SiteE
     if stat.S_ISREG(mode):
         return SiteEntry(rel, real, is_dir=False, executable=bool(mode & 0o111))
     raise UnsafeSiteEntry(
-        f'[deploySite] symlink "{rel}" points to {_special_kind(mode)}: only files, folders and '
+        f'[deploySite] symlink "{rel}" points to {file_kind(mode)}: only files, folders and '
         "links to them can be part of a site"
     )
-
-
-def _special_kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
 
 
 def site_id(project_dir: StrPath) -> str:

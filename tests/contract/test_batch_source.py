@@ -253,8 +253,7 @@ def test_local_batch_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             f"batch path is a directory, not a JSONL file: {tmp_path}"
         )
         assert local_batch_problem(fifo) == (
-            "batch path is a FIFO (named pipe; reading it would wait for a writer), not a JSONL"
-            f" file: {fifo}"
+            f"batch path is a FIFO (named pipe), not a JSONL file: {fifo}"
         )
         assert local_batch_problem(sock_path) == (
             f"batch path is a socket, not a JSONL file: {sock_path}"

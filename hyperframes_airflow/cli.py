@@ -16,9 +16,13 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from hyperframes_airflow.contract.batch import FORMAT_EXTENSIONS
+from hyperframes_airflow.contract.batch import (
+    FORMAT_EXTENSIONS,
+    BatchSourceError,
+    local_batch_problem,
+)
 from hyperframes_airflow.contract.composition import Composition
 from hyperframes_airflow.contract.config import OUTPUT_RESOLUTIONS, InvalidConfigError, RenderConfig
 from hyperframes_airflow.contract.estimate import cost_gate, estimate_batch
@@ -119,7 +123,7 @@ def _config_for(comp: Composition, args: argparse.Namespace) -> RenderConfig:
 def _plan(args: argparse.Namespace, strict_variables: bool) -> tuple[BatchPlan, RenderConfig]:
     composition, site_id = load_project(args.project_dir)
     config = _config_for(composition, args)
-    with args.batch.open("rb") as handle:
+    with _open_batch(args.batch) as handle:
         plan = plan_batch(
             handle,
             config=config,
@@ -130,6 +134,21 @@ def _plan(args: argparse.Namespace, strict_variables: bool) -> tuple[BatchPlan, 
             strict_variables=strict_variables,
         )
     return plan, config
+
+
+def _open_batch(path: Path) -> BinaryIO:
+    """Open the batch for reading, or raise `BatchSourceError` (printed as one `error:` line):
+    checked with `stat` first, since opening a FIFO would block and a directory or device is
+    no batch."""
+    problem = local_batch_problem(path)
+    if problem:
+        raise BatchSourceError(problem)
+    try:
+        return path.open("rb")
+    except OSError as exc:  # it changed since the check, or the file system said no
+        raise BatchSourceError(
+            f"batch file cannot be read ({exc.strerror or type(exc).__name__}): {path}"
+        ) from exc
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

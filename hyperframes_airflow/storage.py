@@ -9,7 +9,6 @@ after prepare fails that row clearly instead of rendering someone else's video.
 from __future__ import annotations
 
 import os
-import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,15 +17,17 @@ from typing import IO, Any
 
 from airflow.sdk import ObjectStoragePath
 
-from hyperframes_airflow.contract.batch import BatchRow, RejectedRow, read_row_at
+from hyperframes_airflow.contract.batch import (
+    BatchRow,
+    BatchSourceError,
+    RejectedRow,
+    local_batch_problem,
+    read_row_at,
+)
 from hyperframes_airflow.contract.plan import row_digest
 from hyperframes_airflow.contract.rows import BatchSpec, RowRef
 
 __all__ = ["BatchSourceError", "RowChanged", "open_batch", "read_planned_rows", "write_text_atomic"]
-
-
-class BatchSourceError(OSError):
-    """The batch cannot be read at all (missing, a directory, a FIFO, unreadable)."""
 
 
 class RowChanged(ValueError):
@@ -41,28 +42,14 @@ def _local_path(uri: str) -> Path | None:
     return Path(uri)
 
 
-def _check_local(path: Path) -> None:
-    """Refuse what would hang or mislead before opening it (a FIFO blocks on open)."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise BatchSourceError(f"batch file not found: {path}") from None
-    except OSError as exc:
-        raise BatchSourceError(f"batch file cannot be read: {path} ({exc.strerror})") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise BatchSourceError(f"batch is a directory, not a JSONL file: {path}")
-    if not stat.S_ISREG(info.st_mode):
-        raise BatchSourceError(f"batch is not a regular file (a FIFO, socket or device): {path}")
-    if not os.access(path, os.R_OK):
-        raise BatchSourceError(f"batch file is not readable: {path}")
-
-
 @contextmanager
 def open_batch(uri: str, conn_id: str | None = None) -> Iterator[IO[bytes]]:
     """The batch as a seekable binary stream (lines split on `\\n` only, as in Node)."""
     local = _local_path(uri)
     if local is not None:
-        _check_local(local)
+        problem = local_batch_problem(local)  # a FIFO would block on open: stat first
+        if problem:
+            raise BatchSourceError(problem)
         with open(local, "rb") as handle:
             yield handle
         return

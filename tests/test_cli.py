@@ -202,3 +202,24 @@ def test_doctor_finds_a_missing_or_uncounting_pool_and_pools_fixes_it() -> None:
     (got,) = json.loads(exported.stdout)
     assert int(got["slots"]) == 3 and str(got["include_deferred"]).lower() == "true"
     assert run("doctor", "--pool", pool).returncode == 0
+
+
+def test_a_batch_path_that_is_no_file_is_one_clear_line(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    cases = {
+        tmp_path: f"error: batch path is a directory, not a JSONL file: {tmp_path}\n",
+        fifo: f"error: batch path is a FIFO (named pipe), not a JSONL file: {fifo}\n",
+        tmp_path / "missing.jsonl": f"error: batch file not found: {tmp_path / 'missing.jsonl'}\n",
+        Path("/dev/zero"): "error: batch path is a device, not a JSONL file: /dev/zero\n",
+    }
+    for command in ("validate", "estimate"):
+        for batch, stderr in cases.items():
+            result = subprocess.run(
+                [CLI, command, str(TEMPLATE), str(batch)],
+                capture_output=True,
+                text=True,
+                timeout=60,  # a FIFO opened for reading would block until then
+                env=os.environ,
+            )
+            assert (result.returncode, result.stderr, result.stdout) == (2, stderr, ""), batch

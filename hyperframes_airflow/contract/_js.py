@@ -2,7 +2,8 @@
 
 The Node SDK builds its validation messages with `String(x)`, `typeof` and its own `jsTypeOf`;
 Python's `str()` and type names differ (`True`, `25.0`, `None`), so every message that quotes a
-value goes through these.
+value goes through these. Also here: the other places where Python and JS read the same text or
+number differently (`trim()`, safe integers).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 
 class _Undefined:
@@ -21,6 +22,24 @@ class _Undefined:
 
 
 UNDEFINED: Any = _Undefined()
+
+#: What `String.prototype.trim()` strips (ECMAScript WhiteSpace and LineTerminator): U+0009,
+#: U+000B, U+000C, U+FEFF, the Zs category (U+0020, U+00A0, U+1680, U+2000-U+200A, U+202F,
+#: U+205F, U+3000), then U+000A, U+000D, U+2028, U+2029. Python's `str.strip()` differs: it
+#: keeps U+FEFF and also strips U+001C-U+001F and U+0085, which JS keeps.
+JS_TRIM_CHARS: Final = (
+    "\t\v\f\ufeff \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u202f\u205f\u3000\n\r\u2028\u2029"
+)
+
+#: `Number.MAX_SAFE_INTEGER` (2^53 - 1): beyond it a JS number cannot hold every integer, so
+#: Node's `JSON.parse` rounds a longer integer literal that Python keeps exact.
+MAX_SAFE_INTEGER: Final = 2**53 - 1
+
+
+def js_trim(text: str) -> str:
+    """JS `text.trim()`."""
+    return text.strip(JS_TRIM_CHARS)
 
 
 def js_number_string(value: float) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
-from hyperframes_airflow.contract._js import js_typeof
+from hyperframes_airflow.contract._js import js_trim, js_typeof
 from hyperframes_airflow.contract.config import DISTRIBUTED_FPS
 
 __all__ = [
@@ -158,16 +158,13 @@ _JS_PARSE_INT = re.compile(r"[+-]?\d+", re.ASCII)
 _JS_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _JS_RADIX = re.compile(r"0([xXoObB])([0-9a-fA-F]+)")
 _RADIX_BASES = {"x": 16, "o": 8, "b": 2}
-
-
-def _js_trim(text: str) -> str:
-    """JS trims Unicode whitespace and the BOM; Python's `strip()` misses U+FEFF."""
-    return text.strip().strip("\ufeff").strip()
+# The old private name of the shared `js_trim`, for code written against it.
+_js_trim = js_trim
 
 
 def _js_parse_float(text: str) -> float:
     """`parseFloat`: the longest numeric prefix after leading whitespace, else NaN."""
-    match = _JS_PARSE_FLOAT.match(_js_trim(text))
+    match = _JS_PARSE_FLOAT.match(js_trim(text))
     if match is None:
         return math.nan
     return float(match.group().replace("Infinity", "inf"))
@@ -175,13 +172,13 @@ def _js_parse_float(text: str) -> float:
 
 def _js_parse_int(text: str) -> int | None:
     """`parseInt(text, 10)`: the leading integer after whitespace, or None for NaN."""
-    match = _JS_PARSE_INT.match(_js_trim(text))
+    match = _JS_PARSE_INT.match(js_trim(text))
     return int(match.group()) if match else None
 
 
 def _js_number(text: str) -> float:
     """`Number(text)` for the literal forms an attribute can hold."""
-    text = _js_trim(text)
+    text = js_trim(text)
     if text == "":
         return 0.0
     if _JS_DECIMAL.fullmatch(text):
@@ -217,7 +214,7 @@ def _positive_int(value: str | None) -> int | None:
 def _distributed_fps(value: str | None) -> int | None:
     """The root `data-fps` when it is one of the fps cloud renders support, as
     `defaultCloudFps` reads it; anything else means "no usable fps"."""
-    if value is None or not _js_trim(value):
+    if value is None or not js_trim(value):
         return None
     number = _js_number(value)
     for fps in DISTRIBUTED_FPS:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hyperframes_airflow.contract._js import UNDEFINED, js_number_string, js_string, js_type_of
+from hyperframes_airflow.contract.json_values import MAX_VARIABLES_DEPTH
 
 __all__ = [
     "CODECS",
@@ -302,6 +303,11 @@ def _walk_variables(value: Any, path: str, ancestors: set[int]) -> None:
         )
     if id(value) in ancestors:
         raise _fail(path, "circular reference detected: JSON.stringify cannot serialize cycles")
+    if len(ancestors) >= MAX_VARIABLES_DEPTH:  # the recursion stays far from Python's limit
+        raise _fail(
+            path,
+            f"nests deeper than {MAX_VARIABLES_DEPTH} levels of objects and arrays; flatten it",
+        )
     ancestors.add(id(value))
     if isinstance(value, dict):
         for key, item in value.items():

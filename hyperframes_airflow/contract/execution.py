@@ -16,6 +16,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from hyperframes_airflow.contract.formats import format_extension
+from hyperframes_airflow.contract.json_values import MAX_VARIABLES_DEPTH
+
 __all__ = [
     "MAX_EXECUTION_NAME_LENGTH",
     "MAX_INPUT_BYTES",
@@ -27,6 +30,7 @@ __all__ = [
     "encode_execution_input",
     "execution_arn",
     "execution_name",
+    "execution_name_problem",
     "format_extension",
     "input_digest",
     "is_valid_execution_name",
@@ -39,27 +43,12 @@ MAX_INPUT_BYTES = 262_144
 #: Step Functions execution names are 1-80 characters.
 MAX_EXECUTION_NAME_LENGTH = 80
 
-_FORMAT_EXTENSIONS: dict[str, str] = {
-    "mp4": ".mp4",
-    "mov": ".mov",
-    "webm": ".webm",
-    "png-sequence": "",
-}
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,80}", re.ASCII)
+_NAME_BAD_CHAR_RE = re.compile(r"[^A-Za-z0-9_-]", re.ASCII)
 _UNSAFE_RE = re.compile(r"[^A-Za-z0-9_-]+", re.ASCII)
 _HEX_RE = re.compile(r"[0-9a-f]{8,}", re.ASCII)
 # JS prints integral doubles below 1e21 without an exponent, exactly like a Python int.
 _JS_PLAIN_INTEGER_LIMIT = 1e21
-
-
-def format_extension(format: str) -> str:
-    """Output file extension per `formatExtension.ts`; png-sequence outputs have none."""
-    try:
-        return _FORMAT_EXTENSIONS[format]
-    except KeyError:
-        raise ValueError(
-            f"unknown format {format!r}; expected one of {', '.join(_FORMAT_EXTENSIONS)}"
-        ) from None
 
 
 def default_output_key(execution_name: str, format: str) -> str:
@@ -114,21 +103,22 @@ def _js_numbers(value: Any) -> Any:
 
 
 def _non_finite_path(value: Any, path: str) -> str | None:
-    """Where the first NaN/Infinity is (only walked when there is one: paths cost time)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return path
-    items: Any = (
-        value.items()
-        if isinstance(value, Mapping)
-        else ((f"[{i}]", v) for i, v in enumerate(value))
-        if isinstance(value, list | tuple)
-        else ()
-    )
-    for key, item in items:
-        sub = f"{path}{key}" if str(key).startswith("[") else f"{path}.{key}"
-        found = _non_finite_path(item, sub)
-        if found:
-            return found
+    """Where the first NaN/Infinity is (only walked when there is one: paths cost time).
+
+    Iterative, in document order: the depth of a document is not ours to choose.
+    """
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where
+        if isinstance(item, Mapping):
+            children = [(v, f"{where}.{k}") for k, v in item.items()]
+        elif isinstance(item, list | tuple):
+            children = [(v, f"{where}[{i}]") for i, v in enumerate(item)]
+        else:
+            continue
+        stack.extend(reversed(children))
     return None
 
 
@@ -141,12 +131,19 @@ def encode_execution_input(doc: Mapping[str, Any]) -> str:
     """
     try:
         normalised = _js_numbers(doc)
+        text = json.dumps(normalised, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except _NonFinite:
         path = _non_finite_path(doc, "input")
         raise ValueError(
             f"{path}: non-finite numbers (NaN / Infinity) are not JSON-serializable"
         ) from None
-    text = json.dumps(normalised, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        # Parsed batch rows never get here (variables nest at most 64 levels); other callers
+        # get a clear error instead of a crash.
+        raise ValueError(
+            "execution input is nested too deeply to serialise; variables may nest at most "
+            f"{MAX_VARIABLES_DEPTH} levels"
+        ) from None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -213,6 +210,27 @@ def render_digest(
 def is_valid_execution_name(name: str) -> bool:
     """1-80 chars of `[A-Za-z0-9_-]`: valid for Step Functions, CloudWatch and S3 keys."""
     return _NAME_RE.fullmatch(name) is not None
+
+
+def execution_name_problem(name: str) -> str | None:
+    """Why `name` breaks the rule of `is_valid_execution_name` (for a message), or None."""
+    if is_valid_execution_name(name):
+        return None
+    rule = (
+        f'must be 1-{MAX_EXECUTION_NAME_LENGTH} characters of A-Z, a-z, 0-9, "_" and "-" '
+        "(AWS Step Functions limits names to 80 characters, and only this set works with "
+        "CloudWatch logs and metrics)"
+    )
+    if not name:
+        return f"{rule}; got an empty string"
+    parts = []
+    if len(name) > MAX_EXECUTION_NAME_LENGTH:
+        parts.append(f"{len(name)} characters")
+    bad = sorted(set(_NAME_BAD_CHAR_RE.findall(name)))
+    if bad:
+        shown = ", ".join(json.dumps(c, ensure_ascii=False) for c in bad[:10])
+        parts.append(f"disallowed character(s) {shown}")
+    return f"{rule}; got {' and '.join(parts)}"
 
 
 def _short_hash(text: str, n: int) -> str:

@@ -105,9 +105,13 @@ def plan_batch(
     run_id: str,
     strict_variables: bool = False,
     bucket: str = SIZING_BUCKET,
+    strict: bool = False,
 ) -> BatchPlan:
-    """Validate every row (structure, variables, input size) and name each renderable one."""
-    parsed = parse_batch(source, format=config.format)
+    """Validate every row (structure, variables, input size) and name each renderable one.
+
+    `strict` is `parse_batch`'s: unknown row fields are errors (the row is invalid), not warnings.
+    """
+    parsed = parse_batch(source, format=config.format, strict=strict)
     plan = BatchPlan(site_id=site_id, composition=composition)
     plan.issues.extend(parsed.issues)
     invalid_by_line: dict[int, InvalidRow] = {

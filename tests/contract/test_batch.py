@@ -56,7 +56,9 @@ def test_valid_rows_keep_fields_order_and_physical_lines(tmp_path: Path) -> None
         "",
     )
     result = parse_batch_file(path)
-    assert result.ok and result.issues == [] and result.rejected == [] and result.errors == []
+    assert result.ok and result.rejected == [] and result.errors == []
+    # An unknown field does not stop the row (it is only warned about: see the strict tests).
+    assert [(i.line, i.field, i.severity) for i in result.issues] == [(3, "unknown", "warning")]
     assert [r.line for r in result.rows] == [1, 2, 3]
     first = result.rows[0]
     assert first == BatchRow(
@@ -303,13 +305,17 @@ def test_execution_name_at_the_limit_is_fine(tmp_path: Path) -> None:
             "sites/abc/index.mp4",
             'must not be under the reserved prefix "sites/" (deployed sites live there)',
         ),
-        ("x" * 1021 + ".mp4", "is 1025 UTF-8 bytes; S3 keys are limited to 1024"),
-        ("é" * 600 + ".mp4", "is 1204 UTF-8 bytes; S3 keys are limited to 1024"),
+        (
+            "/".join(["x" * 200] * 5) + "x" * 20 + ".mp4",
+            "is 1028 UTF-8 bytes; S3 keys are limited to 1024",
+        ),
+        ("/".join(["é" * 100] * 6) + ".mp4", "is 1209 UTF-8 bytes; S3 keys are limited to 1024"),
     ],
 )
 def test_unsafe_output_key(tmp_path: Path, key: str, problem: str) -> None:
     result = parse_batch_file(write(tmp_path, row("ok.mp4"), row(key)))
     quoted = json.dumps(key if len(key) <= 120 else key[:120] + "…", ensure_ascii=False)
+    quoted = quoted.replace("\u007f", "\\u007f").replace("\u0085", "\\u0085")  # shown escaped
     assert messages(result) == [f"Unsafe outputKey {quoted} on line 2: {problem}"]
     assert result.issues[0].field == "outputKey"
     assert result.rejected[0].output_key == key and [r.line for r in result.rows] == [1]
@@ -345,7 +351,7 @@ def test_custom_reserved_prefixes(tmp_path: Path) -> None:
     result = parse_batch_file(path, reserved_prefixes=("renders/", "/private"))
     assert messages(result) == [
         'Unsafe outputKey "renders/a.mp4" on line 1: must not be under the reserved prefix'
-        ' "renders/" (the stack\'s scratch space, expired by its lifecycle rule)',
+        ' "renders/" (the stack\'s scratch space, expired after 7 days by its lifecycle rule)',
         'Unsafe outputKey "private/b.mp4" on line 2: must not be under the reserved prefix'
         ' "private/" (reserved by configuration)',
     ]
@@ -354,12 +360,12 @@ def test_custom_reserved_prefixes(tmp_path: Path) -> None:
 
 
 def test_dotted_names_that_are_not_dot_segments_are_fine(tmp_path: Path) -> None:
-    path = write(tmp_path, row("a/..b/.hidden.mp4"), row("a.b/c..mp4"), row("…/x.mp4"))
+    path = write(tmp_path, row("a/..b/.c/x.mp4"), row("a.b/c..mp4"), row("…/x.mp4"))
     assert parse_batch_file(path).ok
 
 
 def test_long_keys_are_shortened_in_messages(tmp_path: Path) -> None:
-    key = "k" * 2000 + ".mov"
+    key = "/".join(["k" * 200] * 10) + ".mov"
     (message, ext_message) = messages(parse_batch_file(write(tmp_path, row(key))))
     assert f'"{"k" * 120}…"' in message and len(message) < 300
     assert ext_message.endswith('must end with ".mp4" for format mp4')
@@ -668,3 +674,178 @@ def test_each_row_is_found_again_at_its_byte_offset(tmp_path: Path) -> None:
         assert isinstance(blank, RejectedRow)
         moved = read_row_at(fh, offset=0, line=1)
         assert isinstance(moved, BatchRow) and moved.output_key == "zzzzzz.mp4"
+
+
+# --- values Node reads differently, and nesting later stages cannot walk -----------------------
+
+
+def nested(depth: int, leaf: Any = 1) -> Any:
+    """`depth` levels of objects and arrays (alternating) around `leaf`."""
+    value = leaf
+    for level in range(depth):
+        value = {"k": value} if level % 2 else [value]
+    return value
+
+
+def test_variables_nested_deeper_than_the_limit_are_rejected(tmp_path: Path) -> None:
+    from hyperframes_airflow.contract.batch import MAX_VARIABLES_DEPTH
+
+    assert MAX_VARIABLES_DEPTH == 64
+    path = write(
+        tmp_path,
+        row("a.mp4", variables={"ok": nested(MAX_VARIABLES_DEPTH - 1)}),  # 64 levels in all
+        row("b.mp4", variables={"deep": nested(MAX_VARIABLES_DEPTH)}),  # 65
+        row("c.mp4", variables={"x": "y", "tree": nested(500, "secret")}),
+        row("d.mp4"),
+    )
+    result = parse_batch_file(path)
+    assert [r.line for r in result.rows] == [1, 4]
+    assert messages(result) == [
+        "Invalid variables on line 2: variables.deep nests deeper than 64 levels of objects and"
+        " arrays; flatten it",
+        "Invalid variables on line 3: variables.tree nests deeper than 64 levels of objects and"
+        " arrays; flatten it",
+    ]
+    assert [i.field for i in result.issues] == ["variables", "variables"]
+
+
+def test_integers_beyond_2_to_the_53_are_rejected_by_path_never_by_value(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '{"outputKey": "a.mp4", "variables": {"n": 9007199254740991, "m": -9007199254740991,'
+        ' "f": 12345678901234567890.0, "e": 1e300}}',
+        '{"outputKey": "b.mp4", "variables": {"customer": {"id": 12345678901234567890}}}',
+        '{"outputKey": "c.mp4", "variables": {"n": -9007199254740992, "list": [1, [2,'
+        ' 9007199254740993]], "first name": {"x": 99999999999999999999}}}',
+    )
+    result = parse_batch_file(path)
+    assert [r.line for r in result.rows] == [1]
+    assert messages(result) == [
+        "Invalid variables on line 2: variables.customer.id is an integer beyond"
+        " ±9007199254740991 (2^53 - 1), which Node's JSON.parse would round to another value;"
+        " send it as a string",
+        'Invalid variables on line 3: variables.n, variables.list[1][1], variables["first name"].x'
+        " are integers beyond ±9007199254740991 (2^53 - 1), which Node's JSON.parse would round"
+        " to another value; send it as a string",
+    ]
+    for value in ("12345678901234567890", "9007199254740992", "9007199254740993", "9999999"):
+        assert all(value not in str(i) for i in result.issues)
+
+
+def test_one_walk_finds_depth_integers_and_surrogates_together(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '{"outputKey": "a.mp4", "variables": {"s": ["\\ud800"], "big": 9007199254740992, "d": '
+        + json.dumps(nested(70))
+        + "}}",
+    )
+    result = parse_batch_file(path)
+    assert [m.split(": ", 1)[1][:30] for m in messages(result)] == [
+        'lone UTF-16 surrogate in "vari',
+        "variables.d nests deeper than ",
+        "variables.big is an integer be",
+    ]
+
+
+def test_plan_batch_reports_a_500_deep_row_and_plans_the_others() -> None:
+    from hyperframes_airflow.contract.composition import Composition
+    from hyperframes_airflow.contract.config import RenderConfig
+    from hyperframes_airflow.contract.plan import plan_batch
+
+    lines = [
+        row("a.mp4", variables={"t": "x"}),
+        row("deep.mp4", variables={"t": nested(500)}),
+        row("b.mp4", variables={"t": nested(10)}),
+    ]
+    plan = plan_batch(
+        lines,
+        config=RenderConfig(width=640, height=360),
+        composition=Composition(),
+        site_id="0123456789abcdef",
+        dag_id="d",
+        run_id="r",
+    )
+    assert [r.line for r in plan.rows] == [1, 3]
+    assert [(i.line, i.field) for i in plan.issues] == [(2, "variables")]
+    assert [r.line for r in plan.invalid] == [2]
+
+
+# --- unknown fields --------------------------------------------------------------------------
+
+
+def test_unknown_fields_warn_with_a_hint_and_are_errors_when_strict(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '{"outputKey": "a.mp4", "Variables": {"name": "Ada"}}',
+        '{"outputkey": "b.mp4", "outputKey": "b.mp4", "variable": {}, "execution_name": "x"}',
+        '{"outputKey": "c.mp4", "variables": {}, "output_keys": 1, "colour": "red"}',
+        '{"outputKey": "d.mp4", "variables": {"name": "Lin"}}',
+    )
+    result = parse_batch_file(path)
+    assert result.ok and [r.line for r in result.rows] == [1, 2, 3, 4]
+    assert result.rows[0].variables == {}  # what the row really renders with: the defaults
+    assert [(i.line, i.field, i.severity) for i in result.issues] == [
+        (1, "Variables", "warning"),
+        (2, "outputkey", "warning"),
+        (2, "variable", "warning"),
+        (2, "execution_name", "warning"),
+        (3, "output_keys", "warning"),
+        (3, "colour", "warning"),
+    ]
+    tail = ': a row has only "outputKey", "variables" and "executionName", so it is ignored'
+    assert messages(result, 1) == [
+        f'Unknown field "Variables" on line 1 (did you mean "variables"?){tail}'
+    ]
+    assert messages(result, 2)[2] == (
+        f'Unknown field "execution_name" on line 2 (did you mean "executionName"?){tail}'
+    )
+    assert messages(result, 3) == [
+        f'Unknown field "output_keys" on line 3 (did you mean "outputKey"?){tail}',
+        f'Unknown field "colour" on line 3{tail}',
+    ]
+
+    strict = parse_batch_file(path, strict=True)
+    assert [r.line for r in strict.rows] == [4]
+    assert [(r.line, r.output_key) for r in strict.rejected] == [
+        (1, "a.mp4"),
+        (2, "b.mp4"),
+        (3, "c.mp4"),
+    ]
+    assert {i.severity for i in strict.issues} == {"error"}
+    assert strict.issues[0].message.endswith("so the row is rejected")
+
+
+def test_unknown_fields_are_listed_a_few_at_a_time() -> None:
+    fields = {f"f{i}": i for i in range(8)}
+    result = parse_batch([json.dumps({"outputKey": "a.mp4", **fields})])
+    assert [i.field for i in result.issues] == ["f0", "f1", "f2", "f3", "f4", None]
+    assert result.issues[-1].message == "3 more unknown field(s) on line 1"
+
+
+def test_plan_batch_passes_strict_on() -> None:
+    from hyperframes_airflow.contract.composition import Composition
+    from hyperframes_airflow.contract.config import RenderConfig
+    from hyperframes_airflow.contract.plan import plan_batch
+
+    def plan(strict: bool) -> Any:
+        return plan_batch(
+            ['{"outputKey": "a.mp4", "Variables": {}}', row("b.mp4")],
+            config=RenderConfig(width=640, height=360),
+            composition=Composition(),
+            site_id="0123456789abcdef",
+            dag_id="d",
+            run_id="r",
+            strict=strict,
+        )
+
+    lenient, strict = plan(False), plan(True)
+    assert [r.line for r in lenient.rows] == [1, 2] and lenient.warnings and not lenient.errors
+    assert [r.line for r in strict.rows] == [2] and [r.line for r in strict.invalid] == [1]
+
+
+def test_shared_facts_have_one_source() -> None:
+    from hyperframes_airflow.contract import batch, execution, formats
+
+    assert batch.FORMAT_EXTENSIONS is formats.FORMAT_EXTENSIONS
+    assert execution.format_extension is formats.format_extension
+    assert batch.EXECUTION_NAME_MAX_LENGTH == execution.MAX_EXECUTION_NAME_LENGTH

@@ -546,3 +546,16 @@ def test_frame_count_snaps_only_within_tolerance() -> None:
     assert frame_count(2.4995, 1) == 3
     assert frame_count(2.0005, 1) == 2  # 5e-4 above a whole frame: snapped down
     assert frame_count(1.9995, 1) == 2  # 5e-4 below: snapped up
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("\ufeff\u3000\u2028640", 640),  # JS whitespace: trimmed, as parseInt does
+        ("\u0085640", None),  # U+0085 is Python whitespace, not JS: parseInt gives NaN
+        ("\u001c640", None),  # U+001C likewise (raw: the HTML parser drops a &#x1C; reference)
+    ],
+)
+def test_attributes_are_trimmed_like_js(tmp_path: Path, value: str, expected: int | None) -> None:
+    html = f'<html><body><div data-composition-id="p" data-width="{value}"></div></body></html>'
+    assert read_composition(_project(tmp_path, html)).width == expected

@@ -539,3 +539,21 @@ def test_model_dump_round_trips_through_model_validate() -> None:
     assert again == config
     assert RenderConfig.model_validate(config.model_dump()) == config
     assert RenderConfig.model_validate(config) is config
+
+
+def _nest(depth: int) -> dict[str, Any]:
+    """A `variables` object `depth` levels deep (itself being level 1)."""
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
+
+
+def test_variables_payload_depth_is_limited_not_a_recursion_error() -> None:
+    validate_variables_payload(_nest(64))  # the batch parser's limit: accepted
+    for depth in (65, 5000):
+        with pytest.raises(InvalidConfigError) as excinfo:
+            validate_variables_payload(_nest(depth))
+        assert str(excinfo.value).endswith(
+            "nests deeper than 64 levels of objects and arrays; flatten it"
+        )

@@ -247,3 +247,17 @@ def test_parse_s3_uri() -> None:
     for bad in ("https://bucket/key", "s3:///key", "bucket/key"):
         with pytest.raises(ValueError):
             parse_s3_uri(bad)
+
+
+def test_deep_documents_fail_with_a_value_error_not_a_recursion_error() -> None:
+    deep: list[object] = [1.5]
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested too deeply"):
+        encode_execution_input({"Config": {"variables": {"x": deep}}})
+    # Where a NaN is is found without recursing either (a few hundred levels, as a batch allows).
+    deep_nan: list[object] = [float("nan")]
+    for _ in range(300):
+        deep_nan = [deep_nan]
+    with pytest.raises(ValueError, match=r"^input\.v(\[0\]){301}: non-finite"):
+        encode_execution_input({"v": deep_nan})

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hyperframes_airflow.contract.site import (
     SKIP_ROOT_ENTRIES,
+    UnsafeSiteEntry,
     build_tarball,
+    copy_site,
     require_entry_file,
+    site_entries,
     site_id,
     site_key,
 )
@@ -62,13 +67,9 @@ def test_nested_skip_names_are_hashed(tmp_path: Path) -> None:
     assert site_id(tmp_path) != "d243f831ea5cf973"
 
 
-def test_symlinks_and_empty_dirs_are_ignored(tmp_path: Path) -> None:
+def test_empty_dirs_are_ignored(tmp_path: Path) -> None:
     _write(tmp_path, "index.html", b"hi")
-    (tmp_path / "empty").mkdir()
-    _write(tmp_path.parent / "outside", "target.txt", b"outside content")
-    os.symlink(tmp_path.parent / "outside" / "target.txt", tmp_path / "link.txt")
-    os.symlink(tmp_path.parent / "outside", tmp_path / "linkdir")
-    os.symlink(tmp_path / "index.html", tmp_path / "self.html")
+    (tmp_path / "empty" / "deeper").mkdir(parents=True)
     assert site_id(tmp_path) == "9a86e90741176ce2"
 
 
@@ -124,7 +125,6 @@ def test_tarball_round_trip(tmp_path: Path) -> None:
     project = tmp_path / "project"
     _vector_tree(project)
     (project / "empty").mkdir()
-    os.symlink("index.html", project / "alias.html")
     (project / "run.sh").write_bytes(b"#!/bin/sh\n")
     (project / "run.sh").chmod(0o700)
 
@@ -143,7 +143,6 @@ def test_tarball_round_trip(tmp_path: Path) -> None:
     assert not any(name.startswith("node_modules/") for name in members)
     assert "sub/output/k.txt" in members
     assert members["empty"].isdir()
-    assert members["alias.html"].issym() and members["alias.html"].linkname == "index.html"
     for m in members.values():
         assert (m.mtime, m.uid, m.gid, m.uname, m.gname) == (0, 0, 0, "", "")
     assert members["run.sh"].mode == 0o755
@@ -152,7 +151,6 @@ def test_tarball_round_trip(tmp_path: Path) -> None:
     expected = _files_under(project)
     del expected["output"], expected["node_modules/x/j.js"]
     assert _files_under(out) == expected
-    assert (out / "alias.html").is_symlink()
     # The extracted tree hashes like the original (skipped entries never counted).
     assert site_id(out) == site_id(project)
 
@@ -174,3 +172,175 @@ def test_tarball_written_inside_project_skips_itself(tmp_path: Path) -> None:
     build_tarball(tmp_path, dest)
     with tarfile.open(dest, "r:gz") as tar:
         assert tar.getnames() == ["index.html"]
+
+
+# --- symlinks and special files: one walk for the hash, the tarball and a copy -------------------
+
+
+def _tree(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    """Every entry below `root` (links would show as links): kind, mode bits, content."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        st = path.lstat()
+        if path.is_symlink():
+            found[rel] = ("link", 0, os.readlink(path).encode())
+        elif path.is_dir():
+            found[rel] = ("dir", st.st_mode & 0o777, b"")
+        else:
+            found[rel] = ("file", st.st_mode & 0o777, path.read_bytes())
+    return found
+
+
+def _linked_project(root: Path) -> None:
+    _write(root, "index.html", b"<html></html>")
+    _write(root, "assets/logo.png", b"PNG")
+    _write(root, "assets/fonts/a.woff", b"FONT")
+    _write(root, "bin/run.sh", b"#!/bin/sh\n")
+    (root / "bin" / "run.sh").chmod(0o700)
+    os.symlink("assets/logo.png", root / "logo.png")  # to a file inside
+    os.symlink("../assets", root / "bin" / "assets")  # to a folder inside
+    os.symlink("run.sh", root / "bin" / "go")  # to an executable
+    os.symlink("/etc/passwd", root / "node_modules")  # skipped at the root: never followed
+
+
+def test_internal_links_count_as_what_they_point_to(tmp_path: Path) -> None:
+    linked = tmp_path / "linked"
+    _linked_project(linked)
+    # The same tree with the links replaced by real copies of their targets.
+    plain = tmp_path / "plain"
+    for rel, data in [
+        ("index.html", b"<html></html>"),
+        ("assets/logo.png", b"PNG"),
+        ("assets/fonts/a.woff", b"FONT"),
+        ("bin/run.sh", b"#!/bin/sh\n"),
+        ("logo.png", b"PNG"),
+        ("bin/assets/logo.png", b"PNG"),
+        ("bin/assets/fonts/a.woff", b"FONT"),
+        ("bin/go", b"#!/bin/sh\n"),
+    ]:
+        _write(plain, rel, data)
+    assert site_id(linked) == site_id(plain)
+    assert [e.rel for e in site_entries(linked)] == [e.rel for e in site_entries(plain)]
+
+    # Editing a link target changes the id (Node's hashProjectDir would keep it: it skips links).
+    before = site_id(linked)
+    (linked / "assets" / "logo.png").write_bytes(b"PNG2")
+    assert site_id(linked) != before
+
+
+def test_hash_tarball_and_copy_agree(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    _linked_project(project)
+    (project / "empty").mkdir()
+    _write(project, "output/render.mp4", b"skipped")
+
+    tarball = tmp_path / "site.tar.gz"
+    build_tarball(project, tarball)
+    extracted = tmp_path / "extracted"
+    with tarfile.open(tarball, "r:gz") as tar:
+        assert not any(m.issym() or m.islnk() for m in tar.getmembers())
+        tar.extractall(extracted, filter="tar")
+    copied = tmp_path / "copied"
+    size = copy_site(project, copied)
+
+    assert _tree(extracted) == _tree(copied)
+    tree = _tree(copied)
+    assert not any(kind == "link" for kind, _, _ in tree.values())
+    assert tree["bin/go"] == ("file", 0o755, b"#!/bin/sh\n")
+    assert tree["logo.png"] == ("file", 0o644, b"PNG")
+    assert tree["empty"][0] == "dir" and "output" not in tree and "node_modules" not in tree
+    assert size == sum(len(data) for kind, _, data in tree.values() if kind == "file")
+    assert site_id(copied) == site_id(extracted) == site_id(project)
+
+
+def test_copy_site_needs_an_empty_destination_and_may_lie_in_a_skipped_folder(
+    tmp_path: Path,
+) -> None:
+    _write(tmp_path, "index.html", b"hi")
+    busy = tmp_path / "output" / "busy"
+    _write(busy, "x", b"x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        copy_site(tmp_path, busy)
+    inside = tmp_path / "output" / "site"
+    assert copy_site(tmp_path, inside) == 2
+    assert _tree(inside) == {"index.html": ("file", 0o644, b"hi")}
+
+
+def _link_loop(p: Path) -> None:
+    os.symlink("l2", p / "l1")
+    os.symlink("l1", p / "l2")
+
+
+def _fifo_under_skipped_output(p: Path) -> None:
+    (p / "output").mkdir()
+    os.mkfifo(p / "output" / "pipe")  # not walked itself (a skipped root folder)...
+    os.symlink("output/pipe", p / "to-pipe")  # ...but a link may lead there
+
+
+UNSAFE_ENTRIES: list[tuple[Any, str, str]] = [
+    (lambda p: os.symlink("/etc/passwd", p / "a" / "pw"), "a/pw", "points outside the project"
+     " (to /etc/passwd)"),
+    (lambda p: os.symlink("/dev/zero", p / "zero"), "zero", "points outside the project"
+     " (to /dev/zero)"),
+    (lambda p: os.symlink("..", p / "a" / "up"), "a/up", 'points to "..", a folder that'
+     " contains it"),
+    (lambda p: os.symlink(".", p / "self"), "self", 'points to ".", a folder that contains it'),
+    (lambda p: os.symlink("nowhere", p / "gone"), "gone", 'is dangling: its target "nowhere"'
+     " does not exist"),
+    (_link_loop, "l1", "is part of a symlink loop"),
+    (lambda p: os.mkfifo(p / "a" / "pipe"), "a/pipe", "is a FIFO (named pipe)"),
+    (_fifo_under_skipped_output, "to-pipe", "points to a FIFO (named pipe)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "name", "reason"), UNSAFE_ENTRIES)
+def test_unsafe_entries_are_refused_everywhere_naming_the_entry(
+    tmp_path: Path, make: Any, name: str, reason: str
+) -> None:
+    project = tmp_path / "p"
+    _write(project, "index.html", b"hi")
+    (project / "a").mkdir()
+    make(project)
+    for run in (
+        lambda: site_id(project),
+        lambda: build_tarball(project, tmp_path / "t.tar.gz"),
+        lambda: copy_site(project, tmp_path / "copy"),
+    ):
+        with pytest.raises(UnsafeSiteEntry) as caught:
+            run()
+        assert isinstance(caught.value, ValueError)
+        message = str(caught.value)
+        assert f'"{name}" {reason}' in message, message
+    assert not (tmp_path / "t.tar.gz").exists() and not (tmp_path / "copy").exists()
+
+
+@pytest.mark.timeout(10)
+def test_a_socket_is_refused(tmp_path: Path) -> None:
+    _write(tmp_path, "index.html", b"hi")
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(tmp_path / "s"))
+        with pytest.raises(UnsafeSiteEntry, match='"s" is a socket'):
+            site_id(tmp_path)
+    finally:
+        sock.close()
+
+
+def test_a_deep_tree_is_walked_without_recursion(tmp_path: Path) -> None:
+    _write(tmp_path, "index.html", b"hi")
+    levels = 1200  # deeper than Python's recursion limit
+    deep = tmp_path
+    for _ in range(levels):
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "leaf.txt").write_bytes(b"x")
+    try:
+        files = [e.rel for e in site_entries(tmp_path) if not e.is_dir]
+        assert files == ["d/" * levels + "leaf.txt", "index.html"]  # "d" sorts first
+        assert len(site_id(tmp_path)) == 16
+    finally:  # pytest's own clean-up (shutil.rmtree) recurses, so remove the tree bottom-up
+        (deep / "leaf.txt").unlink()
+        for _ in range(levels):
+            deep.rmdir()
+            deep = deep.parent

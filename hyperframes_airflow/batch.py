@@ -5,6 +5,7 @@ prepare_batch -> deploy_site -> render (mapped: one task per row, or per lane) -
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 from typing import Any
 
@@ -16,19 +17,16 @@ from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.operators.deploy import HyperframesDeploySiteOperator
 from hyperframes_airflow.operators.manifest import HyperframesCollectManifestOperator
 from hyperframes_airflow.operators.prepare import HyperframesPrepareBatchOperator
-from hyperframes_airflow.operators.render_lambda import HyperframesLambdaRenderOperator
-from hyperframes_airflow.operators.render_local import HyperframesLocalRenderOperator
 
 __all__ = ["DEFAULT_POOL", "RENDER_OPERATORS", "render_batch"]
 
 DEFAULT_POOL = "hyperframes_renders"
 
-#: The render operator of each backend.
-RENDER_OPERATORS: dict[
-    str, type[HyperframesLambdaRenderOperator] | type[HyperframesLocalRenderOperator]
-] = {
-    "lambda": HyperframesLambdaRenderOperator,
-    "local": HyperframesLocalRenderOperator,
+#: The render operator of each backend, imported only when a DAG uses that backend: a local
+#: DAG's parse (every task parses its DAG file) then never loads boto3 or the Amazon provider.
+RENDER_OPERATORS: dict[str, str | type[Any]] = {
+    "lambda": "hyperframes_airflow.operators.render_lambda.HyperframesLambdaRenderOperator",
+    "local": "hyperframes_airflow.operators.render_local.HyperframesLocalRenderOperator",
 }
 
 
@@ -190,8 +188,12 @@ def _render_operator(
         "stop_on_kill": stop_on_kill,
         **task_kwargs,
     }
-    operator = RENDER_OPERATORS[backend]
-    if issubclass(operator, HyperframesLambdaRenderOperator):
+    found = RENDER_OPERATORS[backend]
+    if isinstance(found, str):
+        module, _, name = found.rpartition(".")
+        found = getattr(importlib.import_module(module), name)
+    operator: Any = found
+    if backend == "lambda":
         return operator.partial(
             aws_conn_id=settings["conn_id"],
             region_name=settings["region_name"],

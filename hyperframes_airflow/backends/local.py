@@ -16,7 +16,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +41,16 @@ from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.contract.lifecycle import redact
 from hyperframes_airflow.contract.manifest import ManifestRow
 from hyperframes_airflow.contract.plan import SIZING_BUCKET, row_base_name, row_digest
+from hyperframes_airflow.contract.progress import iso_now
 from hyperframes_airflow.contract.rows import BatchSpec, Lane, RowRef
 from hyperframes_airflow.contract.site import copy_site
 from hyperframes_airflow.storage import RowChanged, read_planned_rows
 
-__all__ = ["LocalBackend", "OutsideRoot", "iso_now"]
+__all__ = ["LocalBackend", "OutsideRoot"]
 
 #: Formats a local render can write (one file each); png-sequence is Lambda-only.
 LOCAL_FORMATS: frozenset[str] = frozenset({"mp4", "mov", "webm"})
 _HASH_CHUNK = 1024 * 1024
-
-
-def iso_now() -> str:
-    """A JS-style ISO timestamp (milliseconds, `Z`), the format the Node SDK writes."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class OutsideRoot(ValueError):

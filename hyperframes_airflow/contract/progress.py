@@ -29,6 +29,7 @@ __all__ = [
     "RenderProgress",
     "display_cost",
     "error_summary",
+    "iso_now",
     "js_iso",
     "render_progress",
     "round_usd",
@@ -119,6 +120,11 @@ def round_usd(usd: float) -> float:
 def display_cost(usd: float) -> str:
     """`"$" + roundUsd(x).toFixed(4)`, e.g. `"$0.0214"`."""
     return f"${round_usd(usd):.4f}"
+
+
+def iso_now() -> str:
+    """Now as `Date.prototype.toISOString()` writes it (milliseconds, `Z`)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def js_iso(value: datetime | str | None) -> str | None:

@@ -9,10 +9,10 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
-from hyperframes_airflow.backends.local import iso_now
 from hyperframes_airflow.contract.assemble import manifest_rows, planned_lanes
 from hyperframes_airflow.contract.manifest import Manifest, ManifestRow
 from hyperframes_airflow.contract.options import parse_bool
+from hyperframes_airflow.contract.progress import iso_now
 from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, Lane, decode_rows
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.operators._backend import BACKEND_TEMPLATE_FIELDS, BackendSettings

@@ -22,8 +22,8 @@ CloudFormation statements are widened to `*`; their ARNs are checked by the stat
 from __future__ import annotations
 
 import ast
-import copy
 import asyncio
+import copy
 import json
 import re
 import subprocess
@@ -420,6 +420,7 @@ def test_each_statement_is_needed(
     iam_stack: MotoStack, monkeypatch: pytest.MonkeyPatch, drop: str, call: str
 ) -> None:
     from botocore.exceptions import ClientError
+
     from hyperframes_airflow.contract.stack import StackSettingsError
     from hyperframes_airflow.hooks.stack import HyperframesStackHook, SiteAccessDenied
 

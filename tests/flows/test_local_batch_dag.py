@@ -140,3 +140,29 @@ def test_strict_mode_fails_before_deploying_and_still_writes_the_manifest(tmp_pa
     assert statuses == [(1, "skipped"), (2, "invalid"), (3, "invalid"), (4, "invalid")]
     problems = {p["line"] for p in manifest["problems"]}
     assert {2, 3, 4} <= problems
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_lanes_render_their_rows_back_to_back_in_one_task(tmp_path: Path) -> None:
+    """`rows_per_task=2`: 3 rows in 2 render tasks; each task renders its rows one after the
+    other in one CLI process; the manifest still has one row per line."""
+    from hyperframes_airflow.backends.local_cli import probe_video
+
+    batch = _write_batch(
+        tmp_path / "batch.jsonl",
+        [{"outputKey": f"lane/{i}.mp4", "variables": {"title": f"Lane {i}"}} for i in range(3)],
+    )
+    root = tmp_path / "root"
+    run = run_dag(_dag("hf_local_lanes", batch, root, rows_per_task=2))
+    assert str(run.state) == "success"
+    manifest = _manifest(root, "hf_local_lanes")
+    assert [(r["inputLine"], r["status"]) for r in manifest["rows"]] == [
+        (1, "succeeded"),
+        (2, "succeeded"),
+        (3, "succeeded"),
+    ]
+    renders = {k: v for k, v in ti_states(run).items() if k[0] == "render_batch.render"}
+    assert renders == {("render_batch.render", 0): "success", ("render_batch.render", 1): "success"}
+    for row in manifest["rows"]:
+        assert probe_video(root / row["outputKey"])["codec_name"] == "h264"

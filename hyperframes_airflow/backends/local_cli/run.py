@@ -633,6 +633,7 @@ class _LaneState:
     manifest_mtime: float = 0.0
     last_poll: float = 0.0
     timed_out_row: int | None = None
+    killed: bool = False
     progress: _ProgressState | None = None
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=200))
 
@@ -642,6 +643,7 @@ class _LaneState:
         if line is not None:
             match = _BATCH_ROW.match(line)
             if match is not None:
+                self.poll_manifest(force=True)  # settle the rows before it, in order
                 self._start(int(match[1]), now)
             elif self.progress is not None:
                 self.progress.feed(line)
@@ -651,6 +653,7 @@ class _LaneState:
             self.last_poll = now
             self.poll_manifest()
         if self.should_stop():
+            self.killed = True
             return True
         if (
             self.current is not None
@@ -658,11 +661,12 @@ class _LaneState:
             and now - self.current_since > self.timeout_per_row_s
         ):
             self.timed_out_row = self.current
+            self.killed = True
             return True
         return False
 
     def _start(self, position: int, now: float) -> None:
-        if position >= len(self.indexes):
+        if position >= len(self.indexes) or position in self.settled or position == self.current:
             return
         self.current = position
         self.current_since = now
@@ -676,12 +680,15 @@ class _LaneState:
         if self.on_row_start is not None:
             self.on_row_start(index)
 
-    def poll_manifest(self) -> None:
-        """Settle every row the CLI's manifest says ended, in order."""
+    def poll_manifest(self, *, force: bool = False) -> None:
+        """Settle every row the CLI's manifest says ended, in order. Once we killed the process
+        nothing it writes counts: on its way out it marks the rows after as failed."""
+        if self.killed:
+            return
         path = self.out_dir / "manifest.json"
         try:
             mtime = path.stat().st_mtime
-            if mtime == self.manifest_mtime:
+            if mtime == self.manifest_mtime and not force:
                 return
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -691,11 +698,14 @@ class _LaneState:
             position = entry.get("index")
             if not isinstance(position, int) or position in self.settled:
                 continue
+            if position == self.timed_out_row:
+                continue  # we killed it: it timed out, whatever the CLI wrote on its way out
             if position >= len(self.indexes):
                 continue
             status = entry.get("status")
-            if status == "running" and self.current != position:
-                self._start(position, time.monotonic())
+            if status == "running":
+                if self.current is None or position > self.current:
+                    self._start(position, time.monotonic())
             elif status == "completed":
                 self._finish(position, entry)
             elif status in ("failed", "skipped"):

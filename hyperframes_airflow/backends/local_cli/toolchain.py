@@ -31,7 +31,7 @@ CHROMIUM_CANDIDATES: tuple[str, ...] = ("/usr/lib/chromium/chromium", "/usr/bin/
 
 def repo_root() -> Path:
     """The source checkout this module lives in (meaningful for editable installs only)."""
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 def default_renderer_home() -> Path:

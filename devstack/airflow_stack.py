@@ -218,26 +218,41 @@ class AirflowStack:
         t_migrated = time.monotonic()
         self.startup_seconds["db_migrate"] = round(t_migrated - t0, 1)
         for name in COMPONENTS:
-            argv = [str(airflow_binary()), name]
-            if name == "api-server":
-                argv += ["--host", "127.0.0.1", "--port", str(self.port)]
-            log = (self.logs_dir / f"{name}.log").open("ab")
-            try:
-                self.procs[name] = subprocess.Popen(
-                    argv,
-                    env=self.env,
-                    cwd=self.home,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own session: one killpg reaches its children
-                )
-            finally:
-                log.close()
+            self._spawn(name)
         self._wait_healthy(deadline=t0 + self.startup_timeout_s)
         t_healthy = time.monotonic()
         self.startup_seconds["components_healthy"] = round(t_healthy - t_migrated, 1)
         self.startup_seconds["total"] = round(t_healthy - t0, 1)
+
+    def _spawn(self, name: str) -> None:
+        argv = [str(airflow_binary()), name]
+        if name == "api-server":
+            argv += ["--host", "127.0.0.1", "--port", str(self.port)]
+        log = (self.logs_dir / f"{name}.log").open("ab")
+        try:
+            self.procs[name] = subprocess.Popen(
+                argv,
+                env=self.env,
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own session: one killpg reaches its children
+            )
+        finally:
+            log.close()
+
+    def crash(self, name: str) -> None:
+        """SIGKILL one component and everything in its session (what a lost node looks like:
+        no shutdown, no clean-up), and wait until it is gone."""
+        proc = self.procs[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def restart(self, name: str) -> None:
+        """Start a component again (after `crash`), with the same settings and log file."""
+        self._spawn(name)
 
     def _check_imports(self) -> None:
         """Fail fast if the components could not import our package (the triggerer must)."""

@@ -9,6 +9,7 @@ fate on that state machine (`hfTestFate` succeed|fail|hang, `hfTestSeconds` N).
   (batch, project, dry_run, max_cost_usd, confirm_cost, force_rerender). Renders go through the
   `hyperframes_renders` pool (the test creates it with include_deferred); the per-run cap is set
   far above it, so only the pool can hold renders back.
+- `hf_stack_lambda_lanes`: the plain factory with `rows_per_task=3` (lanes).
 - `hf_stack_lambda_crash`: the same, with one retry after 2 s, and a render trigger that dies
   right after its StartExecution on try 1 for lanes whose first output key contains `crash`
   (`hf_stack_support.py`): the window a real crash can hit, where the execution exists but
@@ -89,3 +90,17 @@ with (
     ),
 ):
     _batch_group(render_retries=1, render_retry_delay=timedelta(seconds=2))
+
+# Lanes: three consecutive rows per render task, each started by the trigger the moment the
+# previous one ends (tests/stack/test_lanes_stack.py).
+with DAG(
+    dag_id="hf_stack_lambda_lanes",
+    schedule=None,
+    catchup=False,
+    max_active_runs=4,
+    render_template_as_native_obj=True,
+    tags=["hyperframes", "test"],
+    params=PARAMS,
+    doc_md=__doc__,
+):
+    _batch_group(rows_per_task=3)

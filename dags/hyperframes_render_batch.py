@@ -28,9 +28,17 @@ with DAG(
     params={
         "project_dir": Param(
             "/opt/airflow/templates/welcome",
-            type="string",
+            type=["null", "string"],
             title="Project",
-            description="HyperFrames project directory (contains index.html)",
+            description="HyperFrames project directory (contains index.html); "
+            "leave empty to render a deployed site",
+        ),
+        "site_id": Param(
+            None,
+            type=["null", "string"],
+            title="Site id",
+            description="Or a site already deployed (hyperframes-airflow deploy PROJECT_DIR "
+            "prints it); then leave the project empty",
         ),
         "batch": Param(
             "s3://my-render-bucket/batches/welcome.jsonl",
@@ -86,6 +94,7 @@ with DAG(
 ):
     render_batch(
         project_dir="{{ params.project_dir }}",
+        site_id="{{ params.site_id }}",
         batch="{{ params.batch }}",
         config={
             "width": "{{ params.width }}",

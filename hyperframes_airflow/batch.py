@@ -32,7 +32,7 @@ RENDER_OPERATORS: dict[str, str | type[Any]] = {
 
 def render_batch(
     *,
-    project_dir: str,
+    project_dir: str | None = None,
     batch: str,
     config: RenderConfig | dict[str, Any],
     backend: str = "local",
@@ -60,6 +60,7 @@ def render_batch(
     progress_interval: float = 300.0,
     rows_per_task: int | None = None,
     group_id: str = "render_batch",
+    site_id: str | None = None,
 ) -> TaskGroup:
     """Build prepare -> deploy -> render (mapped) -> collect inside a TaskGroup and return it.
 
@@ -67,6 +68,8 @@ def render_batch(
     `dry_run="{{ params.dry_run }}"`).
 
     :param project_dir: The HyperFrames project directory (contains index.html).
+    :param site_id: Or a site already deployed (`hyperframes-airflow deploy`): workers then
+        need no project files. Templated: a form may give either (a blank value is unset).
     :param batch: The JSONL batch (local path, `file://` or `s3://`); one row per video.
     :param config: The render config (width, height, fps, format...).
     :param backend: `local` (renders on the worker with the CLI) or `lambda` (Step Functions).
@@ -100,6 +103,8 @@ def render_batch(
     :param group_id: The TaskGroup's id (several groups may share a DAG).
     """
     check_backend(backend)
+    if project_dir is None and site_id is None:
+        raise ValueError("render_batch needs project_dir or site_id")
     if max_concurrent < 1:
         raise ValueError(f"max_concurrent must be >= 1; got {max_concurrent}")
     if rows_per_task is not None and rows_per_task < 1:
@@ -116,6 +121,7 @@ def render_batch(
         prepare = HyperframesPrepareBatchOperator(
             task_id="prepare_batch",
             project_dir=project_dir,
+            site_id=site_id,
             batch=batch,
             config=config,
             strict=strict,
@@ -128,7 +134,11 @@ def render_batch(
             **settings,
         )
         deploy = HyperframesDeploySiteOperator(
-            task_id="deploy_site", project_dir=project_dir, dry_run=dry_run, **settings
+            task_id="deploy_site",
+            project_dir=project_dir,
+            site_id=site_id,
+            dry_run=dry_run,
+            **settings,
         )
         render = _render_operator(
             backend,

@@ -1,17 +1,20 @@
 """`hyperframes-airflow`: check a batch before it reaches Airflow, and check this machine.
 
 hyperframes-airflow validate PROJECT_DIR BATCH [--strict-variables] [--format F] [--json]
+hyperframes-airflow validate --site-id ID [--conn-id C | --local-root DIR] BATCH ...
 hyperframes-airflow estimate PROJECT_DIR BATCH [--width W --height H --fps F ...]
                              [--output-resolution PRESET] [--max-cost-usd USD] [--json]
     exit 0: estimated (within --max-cost-usd when given); 1: cost unknown (the composition's
     length is only known when rendered) or above --max-cost-usd; 2: bad arguments
 hyperframes-airflow site-id PROJECT_DIR
+hyperframes-airflow deploy PROJECT_DIR [--conn-id C | --local-root DIR]   (prints the siteId)
 hyperframes-airflow doctor [--pool NAME]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -84,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     estimate.add_argument("--json", action="store_true")
     estimate.set_defaults(func=cmd_estimate)
 
+    deploy = sub.add_parser(
+        "deploy", help="upload a project as a site once (what CI runs); prints its siteId"
+    )
+    deploy.add_argument("project_dir", type=Path, help="HyperFrames project (contains index.html)")
+    _site_target_args(deploy)
+    deploy.set_defaults(func=cmd_deploy)
+
     site = sub.add_parser("site-id", help="print the siteId the Node SDK would compute")
     site.add_argument("project_dir", type=Path)
     site.set_defaults(func=cmd_site_id)
@@ -105,8 +115,56 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _batch_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("project_dir", type=Path, help="HyperFrames project (contains index.html)")
-    parser.add_argument("batch", type=Path, help="JSONL batch: one {outputKey, variables} per line")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="[PROJECT_DIR] BATCH",
+        help="the HyperFrames project (unless --site-id) and the JSONL batch",
+    )
+    parser.add_argument(
+        "--site-id", help="a site already deployed: read its composition from the site itself"
+    )
+    _site_target_args(parser)
+
+
+def _site_target_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--conn-id",
+        default="hyperframes_default",
+        help="the Airflow aws connection of the Lambda stack (default hyperframes_default)",
+    )
+    parser.add_argument("--local-root", help="the local backend's root instead of a Lambda stack")
+
+
+def _site_backend(args: argparse.Namespace) -> Any:
+    from hyperframes_airflow.backends import make_backend
+
+    if args.local_root:
+        return make_backend("local", local_root=args.local_root)
+    return make_backend("lambda", aws_conn_id=args.conn_id)
+
+
+def _project_and_batch(args: argparse.Namespace) -> tuple[Composition, str, Path]:
+    """(composition, siteId, batch) from `PROJECT_DIR BATCH`, or `--site-id ID BATCH`."""
+    from hyperframes_airflow.contract.deployed_site import validate_site_id
+
+    if args.site_id:
+        if len(args.paths) != 1:
+            raise ValueError("with --site-id give only the batch (no project directory)")
+        site_id = validate_site_id(args.site_id)
+        with contextlib.redirect_stdout(sys.stderr):  # Airflow logs: keep --json output clean
+            backend = _site_backend(args)
+            if backend.find_site(site_id) is None:
+                raise FileNotFoundError(
+                    f"site {site_id} is not deployed: {backend.site_key(site_id)}"
+                )
+            composition = backend.site_composition(site_id)
+        return composition, site_id, args.paths[0]
+    if len(args.paths) != 2:
+        raise ValueError("give PROJECT_DIR and BATCH (or --site-id ID and BATCH)")
+    composition, site_id = load_project(args.paths[0])
+    return composition, site_id, args.paths[1]
 
 
 def _config_for(comp: Composition, args: argparse.Namespace) -> RenderConfig:
@@ -121,9 +179,9 @@ def _config_for(comp: Composition, args: argparse.Namespace) -> RenderConfig:
 
 
 def _plan(args: argparse.Namespace, strict_variables: bool) -> tuple[BatchPlan, RenderConfig]:
-    composition, site_id = load_project(args.project_dir)
+    composition, site_id, batch = _project_and_batch(args)
     config = _config_for(composition, args)
-    with _open_batch(args.batch) as handle:
+    with _open_batch(batch) as handle:
         plan = plan_batch(
             handle,
             config=config,
@@ -225,6 +283,20 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if limit is not None:
         print(f"cost gate: {gate.status}: {gate.message}")
     return code
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Upload the project as `sites/<siteId>/` unless it is there already; print the siteId."""
+    from hyperframes_airflow.contract.site import require_entry_file, site_id
+
+    require_entry_file(args.project_dir)
+    sid = site_id(args.project_dir)
+    with contextlib.redirect_stdout(sys.stderr):  # Airflow logs: stdout is the siteId alone
+        handle = _site_backend(args).deploy_site(args.project_dir, sid)
+    verb = "uploaded" if handle.uploaded else "already deployed"
+    print(f"{sid}  ({verb}: {handle.project_uri}, {handle.bytes} bytes)", file=sys.stderr)
+    print(sid)
+    return 0
 
 
 def cmd_site_id(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from hyperframes_airflow.contract.composition import Composition
 from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.contract.manifest import ManifestRow
 from hyperframes_airflow.contract.rows import BatchSpec, LambdaStack, RowRef
@@ -68,6 +69,15 @@ class RenderBackend(Protocol):
 
     def find_site(self, site_id: str) -> SiteHandle | None:
         """The deployed site, or None when it is not there."""
+        ...
+
+    def site_key(self, site_id: str) -> str:
+        """Where a site lives, for messages (`s3://.../project.tar.gz` or a directory)."""
+        ...
+
+    def site_composition(self, site_id: str) -> Composition:
+        """The composition a deployed site renders, read from the site itself (its entry file,
+        streamed from the tarball): for DAGs whose workers do not hold the project."""
         ...
 
     def default_manifest_uri(self, dag_id: str, run_id: str, group_id: str) -> str:

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from hyperframes_airflow.backends.base import Resolved, SiteHandle, manifest_name
+from hyperframes_airflow.contract.composition import Composition
 from hyperframes_airflow.contract.config import RenderConfig
+from hyperframes_airflow.contract.deployed_site import read_composition_from_tarball
 from hyperframes_airflow.contract.execution import attempt_name, execution_arn
 from hyperframes_airflow.contract.lifecycle import MAX_ATTEMPTS, result_row, should_stop
 from hyperframes_airflow.contract.manifest import ManifestRow
@@ -101,6 +103,18 @@ class LambdaBackend:
             return None
         uri = f"s3://{self.bucket}/{site_key(site_id)}"
         return SiteHandle(site_id, uri, uploaded=False, bytes=int(head.get("ContentLength") or 0))
+
+    def site_key(self, site_id: str) -> str:
+        return f"s3://{self.bucket}/{site_key(site_id)}"
+
+    def site_composition(self, site_id: str) -> Composition:
+        """Stream the site tarball from S3 and parse its entry file (nothing else is read)."""
+        obj = self.hook.s3_hook.get_conn().get_object(Bucket=self.bucket, Key=site_key(site_id))
+        body = obj["Body"]
+        try:
+            return read_composition_from_tarball(body)
+        finally:
+            body.close()
 
     def deploy_site(self, project_dir: Path, site_id: str) -> SiteHandle:
         """Upload the site tarball unless the key already exists (HeadObject short-circuit)."""

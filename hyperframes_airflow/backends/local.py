@@ -37,6 +37,7 @@ from hyperframes_airflow.backends.local_cli.run import (
     render_local_lane,
 )
 from hyperframes_airflow.contract.batch import BatchRow
+from hyperframes_airflow.contract.composition import Composition, read_composition
 from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.contract.lifecycle import redact
 from hyperframes_airflow.contract.manifest import ManifestRow
@@ -145,6 +146,13 @@ class LocalBackend:
         if not target.is_dir():
             return None
         return SiteHandle(site_id, target.as_uri(), uploaded=False, bytes=_tree_bytes(target))
+
+    def site_key(self, site_id: str) -> str:
+        return str(self.site_dir(site_id))
+
+    def site_composition(self, site_id: str) -> Composition:
+        """A local site is a copy of the project: read its entry file."""
+        return read_composition(self.site_dir(site_id))
 
     def deploy_site(self, project_dir: Path, site_id: str) -> SiteHandle:
         """Copy the project to `sites/<siteId>/` unless that content is already there."""

@@ -150,3 +150,12 @@ def parse_config_mapping(value: Any) -> dict[str, Any]:
                 item = parse_bool(item, name=f"config.{key}", default=False)
         out[key] = item
     return out
+
+
+def optional_text(value: Any) -> str | None:
+    """A templated optional argument: its text, or None when it rendered blank (`""`,
+    `"None"`, `"null"`). For arguments where unset has one meaning (which of two inputs)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if _is_blank(text) else text

@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from hyperframes_airflow.backends.base import Resolved
 from hyperframes_airflow.contract.composition import Composition
 from hyperframes_airflow.contract.config import InvalidConfigError, RenderConfig
+from hyperframes_airflow.contract.deployed_site import DeployedSiteError, validate_site_id
 from hyperframes_airflow.contract.estimate import (
     BatchEstimate,
     GateDecision,
@@ -19,7 +20,12 @@ from hyperframes_airflow.contract.estimate import (
     estimate_batch,
 )
 from hyperframes_airflow.contract.issues import Issue
-from hyperframes_airflow.contract.options import parse_bool, parse_config_mapping, parse_cost_limit
+from hyperframes_airflow.contract.options import (
+    optional_text,
+    parse_bool,
+    parse_config_mapping,
+    parse_cost_limit,
+)
 from hyperframes_airflow.contract.plan import BatchPlan, load_project, plan_batch
 from hyperframes_airflow.contract.progress import DEFAULT_MEMORY_MB
 from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, InvalidLine, make_lanes
@@ -43,6 +49,8 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
     why nothing rendered.
 
     :param project_dir: The HyperFrames project (contains index.html).
+    :param site_id: A site already deployed (e.g. by `hyperframes-airflow deploy` in CI):
+        render it without the project on this worker. Give this or `project_dir`.
     :param batch: The JSONL batch: a local path, `file://` or `s3://` URI.
     :param config: The render config (`RenderConfig` or a mapping; templated values accepted).
     :param strict: Fail the run when any row is invalid (else render the valid ones).
@@ -57,6 +65,7 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
 
     template_fields: Sequence[str] = (
         "project_dir",
+        "site_id",
         "batch",
         "config",
         "strict",
@@ -73,7 +82,8 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
     def __init__(
         self,
         *,
-        project_dir: str,
+        project_dir: str | None = None,
+        site_id: str | None = None,
         batch: str,
         config: RenderConfig | dict[str, Any],
         backend: str = "local",
@@ -93,6 +103,7 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         super().__init__(**kwargs)
         self.set_backend(backend, conn_id, region_name, verify, botocore_config, local_root)
         self.project_dir = project_dir
+        self.site_id = site_id
         self.batch = batch
         self.config = config
         self.strict = strict
@@ -133,7 +144,7 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         except InvalidConfigError as exc:
             self._report = self._report.problem(Issue(None, "config", "error", str(exc)))
             raise AirflowFailException(str(exc)) from exc
-        composition, site_id = load_project(self.project_dir)
+        composition, site_id = self._site()
         self._update(site_id=site_id)
         resolved = self.render_backend().resolve(site_id=site_id, config=config)
         config = resolved.config
@@ -181,7 +192,7 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         self._update(
             status="planned",
             estimate=self._estimate_doc(estimate, gate),
-            problems=[i.to_dict() for i in plan.issues],
+            problems=[*self._report.problems, *(i.to_dict() for i in plan.issues)],
             invalid=[
                 InvalidLine(line=bad.line, output_key=bad.output_key, error=bad.error_text)
                 for bad in plan.invalid
@@ -207,6 +218,43 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
             self._report = self._report.problem(Issue(None, "max_cost_usd", "error", gate.message))
             raise AirflowFailException(gate.message)
         return [{"rows": lane.model_dump(by_alias=True)["rows"]} for lane in lanes]
+
+    def _site(self) -> tuple[Composition, str]:
+        """The composition and siteId: from the project directory, or from a site already
+        deployed (checked to exist before anything else happens)."""
+        project, site = optional_text(self.project_dir), optional_text(self.site_id)
+        if project and site:
+            raise ValueError(
+                f"give project_dir or site_id, not both (got {project!r} and {site!r})"
+            )
+        if not site:
+            if not project:
+                raise ValueError("give project_dir (the HyperFrames project) or site_id")
+            return load_project(project)
+        site_id = validate_site_id(site)
+        backend = self.render_backend()
+        if backend.find_site(site_id) is None:
+            raise FileNotFoundError(
+                f"site {site_id} is not deployed: {backend.site_key(site_id)} does not exist "
+                "(deploy it first: hyperframes-airflow deploy PROJECT_DIR)"
+            )
+        self._update(site_id=site_id)
+        try:
+            return backend.site_composition(site_id), site_id
+        except (DeployedSiteError, OSError) as exc:
+            strict = parse_bool(self.strict_variables, name="strict_variables", default=False)
+            issue = Issue(
+                None,
+                "site_id",
+                "error" if strict else "warning",
+                f"cannot read the composition of site {site_id} ({exc}); its variables and "
+                "duration are unknown",
+            )
+            self._report = self._report.problem(issue)
+            if strict:
+                raise AirflowFailException(issue.message) from exc
+            self.log.warning("%s", issue)
+            return Composition(duration_unknown_reason=issue.message), site_id
 
     def _update(self, **changes: Any) -> None:
         self._report = self._report.model_copy(update=changes)

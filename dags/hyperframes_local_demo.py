@@ -51,6 +51,7 @@ with DAG(
         config=RenderConfig(width=640, height=360, fps=30),
         backend="local",
         local_root=os.environ.get("HYPERFRAMES_LOCAL_ROOT", str(REPO / "output")),
+        allowed_roots=[str(EXAMPLES)],  # where a batch typed into the form may be
         max_concurrent=2,
         dry_run="{{ params.dry_run }}",
         force_rerender="{{ params.force_rerender }}",

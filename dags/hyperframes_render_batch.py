@@ -17,6 +17,9 @@ from hyperframes_airflow.batch import render_batch
 #: A per-run cap is a scheduling property fixed when the DAG is parsed, so it is set here (or via
 #: this environment variable), not in the form; the pool caps renders across all runs.
 MAX_CONCURRENT = int(os.environ.get("HYPERFRAMES_MAX_CONCURRENT", "16"))
+#: Where a project typed into the form may be (batches and manifests may also be anywhere in
+#: the stack's bucket); add more with $HYPERFRAMES_ALLOWED_ROOTS.
+TEMPLATES = os.environ.get("HYPERFRAMES_TEMPLATES_DIR", "/opt/airflow/templates")
 
 with DAG(
     dag_id="hyperframes_render_batch",
@@ -104,6 +107,7 @@ with DAG(
         },
         backend="lambda",
         conn_id="hyperframes_default",
+        allowed_roots=[TEMPLATES],
         max_concurrent=MAX_CONCURRENT,
         dry_run="{{ params.dry_run }}",
         strict=False,

@@ -6,6 +6,7 @@ prepare_batch -> deploy_site -> render (mapped: one task per row, or per lane) -
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -41,6 +42,7 @@ def render_batch(
     verify: bool | str | None = None,
     botocore_config: dict[str, Any] | None = None,
     local_root: str | None = None,
+    allowed_roots: Sequence[str] | None = None,
     max_concurrent: int = 2,
     pool: str | None = DEFAULT_POOL,
     strict: bool | str = True,
@@ -78,6 +80,9 @@ def render_batch(
     :param verify: SSL verification for AWS calls.
     :param botocore_config: botocore client configuration for AWS calls.
     :param local_root: The local backend's root: sites, outputs at `<root>/<outputKey>`.
+    :param allowed_roots: Directories and URI prefixes that templated paths (a trigger form's
+        project, batch, manifest path, local root) may point into; the backend's own root
+        counts for batches and manifests. Also `$HYPERFRAMES_ALLOWED_ROOTS` (comma-separated).
     :param max_concurrent: Renders of this batch at once, even without a pool.
     :param pool: The pool whose slots cap running renders across all runs; create it with
         `include_deferred` (`hyperframes-airflow pools`), or deferred renders are not counted.
@@ -116,6 +121,7 @@ def render_batch(
         "verify": verify,
         "botocore_config": botocore_config,
         "local_root": local_root,
+        "allowed_roots": allowed_roots,
     }
     with TaskGroup(group_id=group_id) as group:
         prepare = HyperframesPrepareBatchOperator(

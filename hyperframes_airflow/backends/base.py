@@ -59,6 +59,11 @@ class RenderBackend(Protocol):
     bills_renders: bool
     """True when renders cost money per render (the cost gate applies)."""
 
+    @property
+    def root_uri(self) -> str:
+        """Where this backend keeps sites, outputs and manifests (a directory or `s3://b/`)."""
+        ...
+
     def resolve(self, *, site_id: str, config: RenderConfig) -> Resolved:
         """Facts for the batch spec (stack or root); may adjust the config to the stack."""
         ...

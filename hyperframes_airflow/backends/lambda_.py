@@ -70,6 +70,10 @@ class LambdaBackend:
     def bucket(self) -> str:
         return self.hook.get_stack_settings().bucket_name
 
+    @property
+    def root_uri(self) -> str:
+        return f"s3://{self.bucket}/"
+
     def resolve(self, *, site_id: str, config: RenderConfig) -> Resolved:
         """The stack's bucket, state machine, region and memory, resolved once for the batch.
 

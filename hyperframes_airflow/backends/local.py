@@ -101,6 +101,10 @@ class LocalBackend:
         self._toolchain = toolchain
 
     @property
+    def root_uri(self) -> str:
+        return str(self.root)
+
+    @property
     def toolchain(self) -> Toolchain:
         if self._toolchain is None:
             self._toolchain = find_toolchain()

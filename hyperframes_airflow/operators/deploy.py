@@ -46,11 +46,15 @@ class HyperframesDeploySiteOperator(BackendSettings, BaseOperator):
         verify: bool | str | None = None,
         botocore_config: dict[str, Any] | None = None,
         local_root: str | None = None,
+        allowed_roots: Sequence[str] | None = None,
         dry_run: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.set_backend(backend, conn_id, region_name, verify, botocore_config, local_root)
+        self.set_backend(
+            backend, conn_id, region_name, verify, botocore_config, local_root, allowed_roots
+        )
+        self.remember_templated(project_dir=project_dir, local_root=local_root)
         self.project_dir = project_dir
         self.site_id = site_id
         self.is_dry_run = dry_run
@@ -66,6 +70,7 @@ class HyperframesDeploySiteOperator(BackendSettings, BaseOperator):
                 raise AirflowFailException(f"site {sid} is not deployed")
             self.log.info("Rendering site %s deployed elsewhere (%s)", sid, found.project_uri)
             return found.to_dict()
+        self.guard("project_dir", self.project_dir)
         project = Path(str(self.project_dir))
         require_entry_file(project)
         sid = site_id(project)

@@ -11,8 +11,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from hyperframes_airflow.contract.assemble import manifest_rows, planned_lanes
 from hyperframes_airflow.contract.manifest import Manifest, ManifestRow
-from hyperframes_airflow.contract.options import parse_bool
+from hyperframes_airflow.contract.options import optional_text, parse_bool
 from hyperframes_airflow.contract.progress import iso_now
+from hyperframes_airflow.contract.roots import NotUnderAllowedRoot
 from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, Lane, decode_rows
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.operators._backend import BACKEND_TEMPLATE_FIELDS, BackendSettings
@@ -62,6 +63,7 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
         verify: bool | str | None = None,
         botocore_config: dict[str, Any] | None = None,
         local_root: str | None = None,
+        allowed_roots: Sequence[str] | None = None,
         manifest_path: str | None = None,
         fail_on_row_failure: bool | str = True,
         settle_timeout_s: float = 20.0,
@@ -69,7 +71,10 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
     ) -> None:
         kwargs.setdefault("trigger_rule", TriggerRule.ALL_DONE)
         super().__init__(**kwargs)
-        self.set_backend(backend, conn_id, region_name, verify, botocore_config, local_root)
+        self.set_backend(
+            backend, conn_id, region_name, verify, botocore_config, local_root, allowed_roots
+        )
+        self.remember_templated(manifest_path=manifest_path, local_root=local_root)
         self.prepare_task_id = prepare_task_id
         self.deploy_task_id = deploy_task_id
         self.render_task_id = render_task_id
@@ -94,6 +99,9 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
         problems = list(report.problems) if report is not None else []
         if report is None:
             problems.append(_problem("prepare_batch did not run or recorded nothing; see its log"))
+        uri, refused = self._manifest_uri(ti)
+        if refused:
+            problems.append(_problem(refused))
         deploy = ti.xcom_pull(task_ids=self.deploy_task_id) or {}
         manifest = Manifest(
             dag_id=ti.dag_id,
@@ -108,13 +116,12 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
             rows=rows,
             written_at=iso_now(),
         ).with_totals()
-        uri = self.manifest_path or self.render_backend().default_manifest_uri(
-            ti.dag_id, ti.run_id, self.group_id
-        )
         write_text_atomic(uri, manifest.to_json(), conn_id=self.conn_id)
         assert manifest.totals is not None
         self.log.info("Manifest written to %s\n%s", uri, manifest.summary_table())
         self.log.info("Totals: %s", manifest.totals.model_dump(by_alias=True))
+        if refused:
+            raise AirflowFailException(refused)
         if report is None or report.status not in ("planned", "dry-run"):
             why = problems[-1]["message"] if problems else "prepare_batch failed"
             raise AirflowFailException(f"The batch was not rendered: {why}; manifest: {uri}")
@@ -127,6 +134,20 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
                 f"({manifest.totals.by_status}); manifest: {uri}"
             )
         return {"manifest": uri, "totals": manifest.totals.model_dump(by_alias=True)}
+
+    def _manifest_uri(self, ti: Any) -> tuple[str, str | None]:
+        """Where to write, and why the chosen path was refused: a templated path must stay
+        under the allowed roots, else the default is used (the manifest must be written)."""
+        default = self.render_backend().default_manifest_uri(ti.dag_id, ti.run_id, self.group_id)
+        chosen = optional_text(self.manifest_path)
+        if chosen is None:
+            return default, None
+        try:
+            self.guard("manifest_path", chosen, own_root=True)
+        except NotUnderAllowedRoot as exc:
+            self.log.error("%s; writing the manifest to %s instead", exc, default)
+            return default, f"{exc}; the manifest was written to {default} instead"
+        return chosen, None
 
     # -- gathering ---------------------------------------------------------------------------
 

@@ -92,6 +92,7 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         verify: bool | str | None = None,
         botocore_config: dict[str, Any] | None = None,
         local_root: str | None = None,
+        allowed_roots: Sequence[str] | None = None,
         strict: bool | str = True,
         strict_variables: bool | str = False,
         dry_run: bool | str = False,
@@ -101,7 +102,10 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.set_backend(backend, conn_id, region_name, verify, botocore_config, local_root)
+        self.set_backend(
+            backend, conn_id, region_name, verify, botocore_config, local_root, allowed_roots
+        )
+        self.remember_templated(project_dir=project_dir, batch=batch, local_root=local_root)
         self.project_dir = project_dir
         self.site_id = site_id
         self.batch = batch
@@ -149,6 +153,7 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         resolved = self.render_backend().resolve(site_id=site_id, config=config)
         config = resolved.config
         self._update(config=config.to_wire())
+        self.guard("batch", str(self.batch), own_root=True)
         self.log.info("Reading batch %s", self.batch)
         with open_batch(str(self.batch), resolved.source_conn_id) as handle:
             plan = plan_batch(
@@ -223,6 +228,7 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         """The composition and siteId: from the project directory, or from a site already
         deployed (checked to exist before anything else happens)."""
         project, site = optional_text(self.project_dir), optional_text(self.site_id)
+        self.guard("project_dir", project)
         if project and site:
             raise ValueError(
                 f"give project_dir or site_id, not both (got {project!r} and {site!r})"

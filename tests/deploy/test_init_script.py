@@ -267,7 +267,12 @@ def test_the_moto_profile_chain_renders_the_example_batch(
         "width": 640,
         "height": 360,
     }
-    run_env = _env(home, AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"))
+    run_env = _env(
+        home,
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        # The form's project is a checkout's template: allow it, as a deployment would.
+        HYPERFRAMES_TEMPLATES_DIR=str(REPO / "examples" / "templates"),
+    )
     done = subprocess.run(
         [str(BIN / "airflow"), "dags", "test", "hyperframes_render_batch", "-c", json.dumps(conf)],
         env=run_env,

@@ -166,3 +166,67 @@ def test_lanes_render_their_rows_back_to_back_in_one_task(tmp_path: Path) -> Non
     assert renders == {("render_batch.render", 0): "success", ("render_batch.render", 1): "success"}
     for row in manifest["rows"]:
         assert probe_video(root / row["outputKey"])["codec_name"] == "h264"
+
+
+def _form_dag(dag_id: str, root: Path, allowed: list[str]) -> Any:
+    from airflow.sdk import DAG, Param
+
+    from hyperframes_airflow.batch import render_batch
+    from hyperframes_airflow.contract.config import RenderConfig
+
+    with DAG(
+        dag_id=dag_id,
+        schedule=None,
+        catchup=False,
+        params={
+            "batch": Param("", type="string"),
+            "project_dir": Param(str(TEMPLATE), type="string"),
+            "manifest_path": Param("", type="string"),
+        },
+    ) as dag:
+        render_batch(
+            project_dir="{{ params.project_dir }}",
+            batch="{{ params.batch }}",
+            config=RenderConfig(width=640, height=360, fps=30),
+            backend="local",
+            local_root=str(root),
+            manifest_path="{{ params.manifest_path }}",
+            allowed_roots=allowed,
+            dry_run=True,
+        )
+    return dag
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_form_values_outside_the_allowed_roots_are_refused(tmp_path: Path) -> None:
+    """A trigger form is user input: a project, batch or manifest path typed into it must be
+    under an allowed root (the DAG author's own paths are trusted)."""
+    (tmp_path / "in").mkdir()
+    batch = _write_batch(tmp_path / "in" / "batch.jsonl", [{"outputKey": "a.mp4"}])
+    root = tmp_path / "root"
+    dag = _form_dag("hf_local_roots", root, [str(tmp_path / "in"), str(TEMPLATE)])
+
+    ok = run_dag(dag, run_conf={"batch": str(batch)})
+    assert str(ok.state) == "success"  # a dry run of an allowed batch
+
+    outside = run_dag(dag, run_conf={"batch": str(batch), "project_dir": "/etc"})
+    assert str(outside.state) == "failed"
+    assert ti_states(outside)[("render_batch.prepare_batch", -1)] == "failed"
+    problems = _manifests(root, "hf_local_roots", outside.run_id)["problems"]
+    assert any("project_dir '/etc'" in p["message"] for p in problems), problems
+
+    escape = tmp_path / "elsewhere" / "m.json"
+    written = run_dag(dag, run_conf={"batch": str(batch), "manifest_path": str(escape)})
+    assert str(written.state) == "failed"  # the manifest went to the default place instead
+    assert not escape.exists()
+    manifest = _manifests(root, "hf_local_roots", written.run_id)
+    assert any("manifest_path" in p["message"] for p in manifest["problems"])
+
+
+def _manifests(root: Path, dag_id: str, run_id: str) -> dict[str, Any]:
+    from hyperframes_airflow.backends.base import manifest_name
+
+    path = root / "manifests" / manifest_name(dag_id, run_id, "render_batch")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

@@ -19,6 +19,7 @@ fate on that state machine (`hfTestFate` succeed|fail|hang, `hfTestSeconds` N).
 
 from __future__ import annotations
 
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ def _batch_group(**options: Any) -> None:
         confirm_cost="{{ params.confirm_cost }}",
         force_rerender="{{ params.force_rerender }}",
         pool="hyperframes_renders",
+        allowed_roots=[tempfile.gettempdir(), str(REPO)],  # tests pass their own projects
         max_concurrent=50,
         poll_interval=1.0,
         progress_interval=5,

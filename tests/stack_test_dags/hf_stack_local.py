@@ -10,6 +10,7 @@ be what holds renders back.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from airflow.sdk import DAG, Param
@@ -40,6 +41,7 @@ with DAG(
         config=RenderConfig(width=640, height=360, fps=30),
         backend="local",
         local_root="{{ params.local_root }}",
+        allowed_roots=[tempfile.gettempdir(), str(HOME), str(REPO)],  # tests pass their own dirs
         dry_run="{{ params.dry_run }}",
         max_concurrent=int(os.environ.get("HF_STACK_MAX_CONCURRENT", "2")),
         pool="hyperframes_renders",

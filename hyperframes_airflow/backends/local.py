@@ -47,7 +47,7 @@ from hyperframes_airflow.contract.rows import BatchSpec, Lane, RowRef
 from hyperframes_airflow.contract.site import copy_site
 from hyperframes_airflow.storage import RowChanged, read_planned_rows
 
-__all__ = ["LocalBackend", "OutsideRoot"]
+__all__ = ["LocalBackend", "OutsideRoot", "lane_owner", "run_owner"]
 
 #: Formats a local render can write (one file each); png-sequence is Lambda-only.
 LOCAL_FORMATS: frozenset[str] = frozenset({"mp4", "mov", "webm"})
@@ -56,6 +56,18 @@ _HASH_CHUNK = 1024 * 1024
 
 class OutsideRoot(ValueError):
     """A path that would land outside the backend's root (`..`, an absolute key, a symlink)."""
+
+
+def lane_owner(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+    """A short, stable name for one render task's renders (what `reclaim` cleans up after):
+    the run's owner prefix, then the task's, so a whole run can be reclaimed at once."""
+    task = hashlib.sha256(f"{task_id}\0{map_index}".encode()).hexdigest()[:6]
+    return run_owner(dag_id, run_id) + task
+
+
+def run_owner(dag_id: str, run_id: str) -> str:
+    """The owner prefix shared by every render of one DAG run."""
+    return hashlib.sha256(f"{dag_id}\0{run_id}".encode()).hexdigest()[:6]
 
 
 def _sha256(path: Path) -> str:
@@ -189,7 +201,9 @@ class LocalBackend:
         dag_id: str,
         run_id: str,
     ) -> dict[int, ManifestRow]:
-        """The recorded results of a killed task's rows (its renders died with it)."""
+        """The recorded results of a killed task's rows (its renders died with it); also
+        removes what the run's killed renders left behind (their variables, compiled HTML)."""
+        reclaim(run_owner(dag_id, run_id))
         settled: dict[int, ManifestRow] = {}
         for ref in refs:
             record = self._read_record(ref.output_key)

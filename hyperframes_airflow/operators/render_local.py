@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from hyperframes_airflow.backends.local import LocalBackend
+from hyperframes_airflow.backends.local import LocalBackend, lane_owner
 from hyperframes_airflow.contract.manifest import ManifestRow
 from hyperframes_airflow.contract.options import parse_bool
 from hyperframes_airflow.contract.rows import BatchSpec, Lane, lane_label
@@ -20,12 +19,6 @@ from hyperframes_airflow.xcom import PROGRESS_KEY, RESULT_KEY, SPEC_KEY
 _KILLED = "its Airflow task was killed (marked failed or success, cleared, or the run failed)"
 #: The batch page's view of a running local lane is refreshed at most this often.
 PROGRESS_PUSH_SECONDS = 2.0
-
-
-def lane_owner(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
-    """A short, stable name for one render task's renders (what `reclaim` cleans up after)."""
-    key = f"{dag_id}\0{run_id}\0{task_id}\0{map_index}"
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 class HyperframesLocalRenderOperator(BaseOperator):

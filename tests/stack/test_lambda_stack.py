@@ -272,7 +272,8 @@ def test_mark_deferred_render_failed_aborts_its_execution(
         ),
         timeout=120,
     )
-    hang = _executions_for(moto, "mark/hang.mp4")
+    # The trigger reads the row back from the batch, then starts its execution.
+    hang = _wait_for("the hang row's execution", lambda: _executions_for(moto, "mark/hang.mp4"), 30)
     assert len(hang) == 1 and hang[0]["status"] == "RUNNING", hang
     arn = hang[0]["executionArn"]
 
@@ -329,6 +330,11 @@ def test_mark_run_failed_aborts_every_deferred_render_and_still_writes_the_manif
     _wait_for(
         "their triggers to run",
         lambda: all(_trigger_running(stack, DAG_ID, run_id, i) for i in deferred),
+        timeout=30,
+    )
+    running = _wait_for(
+        f"their {POOL_SLOTS} executions",
+        lambda: (found := _executions_for(moto, "runfail/")) and len(found) >= POOL_SLOTS and found,
         timeout=30,
     )
     time.sleep(1)  # give the pool a chance to (wrongly) let a 4th one in

@@ -259,3 +259,46 @@ def test_an_output_key_cannot_leave_the_root(tmp_path: Path) -> None:
         with pytest.raises(OutsideRoot):
             backend.confined(key)
     assert backend.confined("ok/a.mp4") == (tmp_path / "root" / "ok" / "a.mp4").resolve()
+
+
+def test_a_killed_renders_leftovers_are_reclaimed(tmp_path: Path) -> None:
+    """A hard-killed task leaves its render's private dir (variables, compiled HTML) and maybe
+    the CLI itself (its own session) behind; the next start of that task reclaims both."""
+    import os
+    import subprocess
+
+    from hyperframes_airflow.backends.local_cli.processes import MARKER_ENV
+    from hyperframes_airflow.backends.local_cli.run import reclaim, scratch_dir
+
+    owner = "reclaim00001"
+    leftover = scratch_dir(owner)
+    (leftover / "variables.json").write_text('{"title": "someone"}')
+    orphan = subprocess.Popen(
+        ["sleep", "300"],
+        env={**os.environ, MARKER_ENV: f"{owner}-deadbeef"},
+        start_new_session=True,
+    )
+    try:
+        assert marked_processes(owner, prefix=True) == [orphan.pid]
+        assert reclaim(owner) == 1
+        assert not leftover.exists()
+        assert orphan.wait(timeout=10) != 0  # killed
+        assert marked_processes(owner, prefix=True) == []
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+
+
+@pytest.mark.timeout(300)
+def test_a_truncated_record_does_not_block_the_row(toolchain: Toolchain, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    backend = LocalBackend(root, toolchain=toolchain)
+    spec, lane = _plan(
+        tmp_path, [{"outputKey": "rec/a.mp4", "variables": {"title": "A"}}], root, "run-r"
+    )
+    backend.render_lane(spec, lane, dag_id="lane_dag", run_id="run-r", owner="rec1")
+    [record] = list((root / ".hyperframes" / "outputs").glob("*.json"))
+    record.write_text('{"outputKey": "rec/a.mp4", "row": {"inputL')  # a crash mid-write
+    again = backend.render_lane(spec, lane, dag_id="lane_dag", run_id="run-r", owner="rec1")
+    assert again[0].status == "succeeded"
+    assert json.loads(record.read_text())["row"]["status"] == "succeeded"  # whole again

@@ -9,6 +9,7 @@ instead of starting a duplicate render.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -82,13 +83,13 @@ class _NonFinite(ValueError):
     pass
 
 
-def _js_numbers(value: Any) -> Any:
+def js_numbers(value: Any) -> Any:
     """Copy `value` with integral floats as ints, so `30.0` is written `30` as JS would."""
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:  # the common leaves, fast
         return value
     if kind is dict:
-        return {k: _js_numbers(v) for k, v in value.items()}
+        return {k: js_numbers(v) for k, v in value.items()}
     if isinstance(value, float):
         if not math.isfinite(value):
             raise _NonFinite
@@ -96,9 +97,9 @@ def _js_numbers(value: Any) -> Any:
             return int(value)
         return value
     if isinstance(value, Mapping):
-        return {k: _js_numbers(v) for k, v in value.items()}
+        return {k: js_numbers(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_js_numbers(v) for v in value]
+        return [js_numbers(v) for v in value]
     return value
 
 
@@ -130,7 +131,7 @@ def encode_execution_input(doc: Mapping[str, Any]) -> str:
     a byte or two in spelling; the value parses identically.
     """
     try:
-        normalised = _js_numbers(doc)
+        normalised = js_numbers(doc)
         text = json.dumps(normalised, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except _NonFinite:
         path = _non_finite_path(doc, "input")
@@ -260,15 +261,21 @@ def execution_name(
     if _HEX_RE.fullmatch(digest.lower()) is None:
         raise ValueError(f"digest must be at least 8 hex characters; got {digest!r}")
     suffix = _attempt_suffix(attempt)
-    run_hash = _short_hash(f"{dag_id}\0{run_id}", 10)
+    safe_dag, run_hash = _run_parts(dag_id, run_id)
     tail = f"-{run_hash}-l{row_line}-{digest8}"
     budget = MAX_EXECUTION_NAME_LENGTH - len("hf-") - len(tail) - max(len(suffix), len("-a99"))
-    dag = _UNSAFE_RE.sub("_", dag_id).strip("_-")[: max(budget, 0)].rstrip("_-")
+    dag = safe_dag[: max(budget, 0)].rstrip("_-")
     name = f"hf-{dag}{tail}" if dag else f"hf{tail}"
     name += suffix
     if not is_valid_execution_name(name):
         raise ValueError(f"cannot build an execution name within 80 characters: {name!r}")
     return name
+
+
+@functools.lru_cache(maxsize=64)
+def _run_parts(dag_id: str, run_id: str) -> tuple[str, str]:
+    """The sanitised dag id and the run hash: the same for every row of a run (computed once)."""
+    return _UNSAFE_RE.sub("_", dag_id).strip("_-"), _short_hash(f"{dag_id}\0{run_id}", 10)
 
 
 def attempt_name(base_name: str, attempt: int) -> str:

@@ -17,13 +17,10 @@ from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.contract.execution import (
     ExecutionInputTooLarge,
     attempt_name,
-    build_execution_input,
-    check_input_size,
-    encode_execution_input,
     execution_name,
-    render_digest,
 )
 from hyperframes_airflow.contract.issues import Issue, Severity
+from hyperframes_airflow.contract.row_input import RowInputs
 from hyperframes_airflow.contract.rows import DIGEST_CHARS, RowRef
 from hyperframes_airflow.contract.site import site_key
 from hyperframes_airflow.contract.variables import validate_variables
@@ -117,11 +114,12 @@ def plan_batch(
     invalid_by_line: dict[int, InvalidRow] = {
         r.line: InvalidRow(r.line, r.output_key, list(r.errors)) for r in parsed.rejected
     }
-    base_wire = config.to_wire()  # validated once; each row only adds its variables, last
+    # The Config is validated and encoded once; each row only adds its variables, last.
+    inputs = RowInputs(base_wire=config.to_wire(), bucket=bucket, site_id=site_id)
     for row in parsed.rows:
         row_issues = _variable_issues(row, composition, strict_variables)
         plan.issues.extend(row_issues)
-        planned, size_issue = _plan_row(row, base_wire, site_id, bucket, dag_id, run_id)
+        planned, size_issue = _plan_row(row, inputs, dag_id, run_id)
         if size_issue is not None:
             plan.issues.append(size_issue)
             row_issues.append(size_issue)
@@ -157,11 +155,9 @@ def row_wire(base_wire: Mapping[str, Any], variables: Mapping[str, Any]) -> dict
 
 def row_digest(*, base_wire: Mapping[str, Any], bucket: str, site_id: str, row: BatchRow) -> str:
     """sha256 of everything in the row's render input except its name (see `render_digest`)."""
-    return render_digest(
-        project_s3_uri=digest_project_uri(bucket, site_id),
-        bucket=bucket,
-        output_key=row.output_key,
-        config=row_wire(base_wire, row.variables),
+    inputs = RowInputs(base_wire=base_wire, bucket=bucket, site_id=site_id)
+    return inputs.digest(
+        output_key=row.output_key, variables_json=inputs.variables_json(row.variables)
     )
 
 
@@ -176,36 +172,27 @@ def encode_row_input(
     *, base_wire: Mapping[str, Any], bucket: str, site_id: str, row: BatchRow, name: str
 ) -> str:
     """The exact StartExecution input of `row` under `name`; raises past 262,144 bytes."""
-    encoded = encode_execution_input(
-        build_execution_input(
-            project_s3_uri=digest_project_uri(bucket, site_id),
-            bucket=bucket,
-            execution_name=name,
-            output_key=row.output_key,
-            config=row_wire(base_wire, row.variables),
-        )
+    inputs = RowInputs(base_wire=base_wire, bucket=bucket, site_id=site_id)
+    encoded = inputs.encoded(
+        name=name, output_key=row.output_key, variables_json=inputs.variables_json(row.variables)
     )
-    check_input_size(encoded)
+    inputs.size(encoded)
     return encoded
 
 
 def _plan_row(
-    row: BatchRow,
-    base_wire: Mapping[str, Any],
-    site_id: str,
-    bucket: str,
-    dag_id: str,
-    run_id: str,
+    row: BatchRow, inputs: RowInputs, dag_id: str, run_id: str
 ) -> tuple[PlannedRow | None, Issue | None]:
-    digest = row_digest(base_wire=base_wire, bucket=bucket, site_id=site_id, row=row)
-    name = attempt_name(row_base_name(row, dag_id=dag_id, run_id=run_id, digest=digest), 1)
     try:
-        encoded = encode_row_input(
-            base_wire=base_wire, bucket=bucket, site_id=site_id, row=row, name=name
+        variables_json = inputs.variables_json(row.variables)
+        digest = inputs.digest(output_key=row.output_key, variables_json=variables_json)
+        name = attempt_name(row_base_name(row, dag_id=dag_id, run_id=run_id, digest=digest), 1)
+        encoded = inputs.encoded(
+            name=name, output_key=row.output_key, variables_json=variables_json
         )
+        size = inputs.size(encoded)
     except (ExecutionInputTooLarge, ValueError) as exc:
         return None, Issue(row.line, "variables", "error", str(exc))
-    size = len(encoded.encode("utf-8"))
     planned = PlannedRow(
         row.line, row.output_key, name, digest, row.variables, size, offset=row.offset
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -23,16 +23,7 @@ RowStatus = Literal[
     "would-invoke",
     "skipped",
 ]
-ROW_STATUSES: tuple[RowStatus, ...] = (
-    "succeeded",
-    "failed",
-    "timed-out",
-    "aborted",
-    "failed-to-start",
-    "invalid",
-    "would-invoke",
-    "skipped",
-)
+ROW_STATUSES: tuple[RowStatus, ...] = get_args(RowStatus)
 #: Statuses that do not make a run fail: the row rendered, or it was never meant to.
 OK_STATUSES: frozenset[str] = frozenset({"succeeded", "would-invoke"})
 

@@ -174,15 +174,7 @@ def render_local(
     `owner` names the render for `reclaim` (default: a fresh random one).
     Raises `LocalRenderTimeout`, `LocalRenderError` or `LocalToolchainError`.
     """
-    fmt = format.lower()
-    if fmt not in FILE_FORMATS:
-        raise ValueError(f"format must be one of {', '.join(sorted(FILE_FORMATS))}; got {format!r}")
-    problems = toolchain.problems()
-    if problems:
-        raise LocalToolchainError(_problems_message(problems))
-    project_dir = Path(project_dir).resolve()
-    if not project_dir.is_dir():
-        raise LocalRenderError(f"Project directory not found: {project_dir}")
+    project_dir, fmt = _ready(toolchain, project_dir, format)
     payload = json.dumps(dict(variables), ensure_ascii=False, allow_nan=False)
 
     output_path = Path(output_path).resolve()
@@ -218,17 +210,7 @@ def render_local(
         env = _render_env(toolchain, private, token)
 
         started = time.monotonic()
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,  # one stream keeps "Variable ..." and "✗ ..." in order
-            cwd=private,
-            env=env,
-            start_new_session=True,
-        )
-        if on_start is not None:
-            on_start(proc.pid)
+        proc = _spawn(argv, env, private, on_start)
         outcome = _pump(
             proc,
             started=started,
@@ -282,6 +264,39 @@ def render_local(
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
         shutil.rmtree(private, ignore_errors=True)
+
+
+def _spawn(
+    argv: list[str], env: dict[str, str], private: Path, on_start: StartCallback | None
+) -> subprocess.Popen[bytes]:
+    """Start the CLI in its own session (one kill reaches its group), output on one pipe (so
+    "Variable ..." and "✗ ..." stay in order), then tell `on_start` its pid."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=private,
+        env=env,
+        start_new_session=True,
+    )
+    if on_start is not None:
+        on_start(proc.pid)
+    return proc
+
+
+def _ready(toolchain: Toolchain, project_dir: Path, format: str) -> tuple[Path, str]:
+    """The project's resolved path and the format, once the toolchain and both are checked."""
+    fmt = format.lower()
+    if fmt not in FILE_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(sorted(FILE_FORMATS))}; got {format!r}")
+    problems = toolchain.problems()
+    if problems:
+        raise LocalToolchainError(_problems_message(problems))
+    resolved = Path(project_dir).resolve()
+    if not resolved.is_dir():
+        raise LocalRenderError(f"Project directory not found: {resolved}")
+    return resolved, fmt
 
 
 def _render_env(toolchain: Toolchain, private: Path, token: str) -> dict[str, str]:
@@ -464,15 +479,7 @@ def render_local_lane(
     timed out; the rows after it go on in a fresh CLI process. `should_stop()` True (a killed
     task) stops the lane: the rows not rendered get no outcome.
     """
-    fmt = format.lower()
-    if fmt not in FILE_FORMATS:
-        raise ValueError(f"format must be one of {', '.join(sorted(FILE_FORMATS))}; got {format!r}")
-    problems = toolchain.problems()
-    if problems:
-        raise LocalToolchainError(_problems_message(problems))
-    project_dir = Path(project_dir).resolve()
-    if not project_dir.is_dir():
-        raise LocalRenderError(f"Project directory not found: {project_dir}")
+    project_dir, fmt = _ready(toolchain, project_dir, format)
     owner = owner or uuid.uuid4().hex[:12]
     outcomes: dict[int, LaneOutcome] = {}
 
@@ -582,17 +589,7 @@ def _run_lane_process(
             should_stop=should_stop,
         )
         started = time.monotonic()
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=private,
-            env=env,
-            start_new_session=True,
-        )
-        if on_start is not None:
-            on_start(proc.pid)
+        proc = _spawn(argv, env, private, on_start)
         outcome = _pump(
             proc,
             started=started,

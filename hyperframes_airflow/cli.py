@@ -32,6 +32,7 @@ from hyperframes_airflow.contract.estimate import cost_gate, estimate_batch
 from hyperframes_airflow.contract.issues import Issue
 from hyperframes_airflow.contract.options import parse_cost_limit
 from hyperframes_airflow.contract.plan import BatchPlan, load_project, plan_batch
+from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 
 FORMATS = tuple(FORMAT_EXTENSIONS)
 
@@ -131,7 +132,7 @@ def _batch_args(parser: argparse.ArgumentParser) -> None:
 def _site_target_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--conn-id",
-        default="hyperframes_default",
+        default=DEFAULT_CONN_ID,
         help="the Airflow aws connection of the Lambda stack (default hyperframes_default)",
     )
     parser.add_argument("--local-root", help="the local backend's root instead of a Lambda stack")

@@ -194,15 +194,6 @@ def _js_number(text: str) -> float:
     return math.nan
 
 
-def _positive_duration(value: str | None) -> float | None:
-    """A duration in seconds, or None when absent, not finite or not positive (JS treats a
-    parsed 0 as "no duration"; a negative one cannot be rendered either)."""
-    if not value:
-        return None
-    seconds = _js_parse_float(value)
-    return seconds if math.isfinite(seconds) and seconds > 0 else None
-
-
 def _positive_int(value: str | None) -> int | None:
     """`parseInt(attr, 10)` kept only when positive, as the CLI's dimension check does."""
     if value is None:

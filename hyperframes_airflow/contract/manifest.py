@@ -6,7 +6,6 @@ output is. It never carries the rows' variables: they are personal data.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any, Literal, get_args
 
@@ -109,13 +108,6 @@ class Manifest(_Model):
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, indent=2) + "\n"
-
-    def to_jsonl(self) -> str:
-        """One row per line, for tools that stream (jq, pandas.read_json(lines=True))."""
-        return "".join(
-            json.dumps(row.model_dump(by_alias=True), ensure_ascii=False) + "\n"
-            for row in self.rows
-        )
 
     def summary_table(self) -> str:
         """A compact, log-friendly table: line, status, output key, error."""

@@ -22,7 +22,6 @@ from hyperframes_airflow.contract.execution import (
 from hyperframes_airflow.contract.issues import Issue, Severity
 from hyperframes_airflow.contract.row_input import RowInputs
 from hyperframes_airflow.contract.rows import DIGEST_CHARS, RowRef
-from hyperframes_airflow.contract.site import site_key
 from hyperframes_airflow.contract.variables import validate_variables
 
 #: Bucket name used to size the execution input when no real bucket is known (local, CLI).
@@ -141,16 +140,6 @@ def _variable_issues(row: BatchRow, composition: Composition, strict: bool) -> l
         Issue(row.line, "variables", severity, issue.safe_message)
         for issue in validate_variables(row.variables, composition.variables)
     ]
-
-
-def digest_project_uri(bucket: str, site_id: str) -> str:
-    """The ProjectS3Uri a row's input (and so its digest) is computed with."""
-    return f"s3://{bucket}/{site_key(site_id)}"
-
-
-def row_wire(base_wire: Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, Any]:
-    """The row's wire Config: Node spreads `variables: row.variables` last, omitted if empty."""
-    return {**base_wire, "variables": dict(variables)} if variables else dict(base_wire)
 
 
 def row_digest(*, base_wire: Mapping[str, Any], bucket: str, site_id: str, row: BatchRow) -> str:

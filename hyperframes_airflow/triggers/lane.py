@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -326,10 +326,3 @@ def unfinished_rows(lane: Lane, results: list[ManifestRow], why: str) -> list[Ma
         for ref in lane.rows
         if ref.line not in done
     ]
-
-
-def lane_summary(rows: list[ManifestRow]) -> Mapping[str, int]:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row.status] = counts.get(row.status, 0) + 1
-    return counts

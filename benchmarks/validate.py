@@ -221,7 +221,8 @@ def to_markdown(result: B3Result, *, command: str, load_note: str) -> str:
             table.render(),
             "",
             f"Where ours spends its time at {max(result.rows):,} rows (one run under cProfile, "
-            f"{result.profile_total_s:g} s of profiled time, so about 2x slower than unprofiled):",
+            f"{result.profile_total_s:g} s of profiled time; cProfile slows every call, so "
+            "read the shares, not the seconds):",
             "",
             own.render(),
             "",

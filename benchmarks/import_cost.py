@@ -28,7 +28,7 @@ from typing import Any
 from benchmarks._support import BENCH_DAGS, REPO, Table, machine_line
 
 SECTION_ID = "imports"
-HEAVY = ("boto3", "botocore", "aiobotocore", "s3fs", "fsspec", "pydantic")
+HEAVY = ("boto3", "botocore", "aiobotocore", "s3fs", "fsspec")
 
 DAG_FILE = """
 from airflow.sdk import DAG
@@ -103,10 +103,10 @@ def _probe(label: str, path: str, repeat: int) -> Probe:
     probe = Probe(
         label,
         round(float(best["sdk_s"]), 3),
-        round(float(best["dag_s"]), 3),  # type: ignore[arg-type]
+        round(float(best["dag_s"]), 3),
         list(best["heavy"]),
         int(best["new_modules"]),
-    )  # type: ignore[call-overload,arg-type]
+    )
     if path != "-" and probe.heavy:
         probe.chains = _chains(path, env, probe.heavy)
     return probe

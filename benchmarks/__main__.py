@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     b5 = sub.add_parser("b5", help="B5: local per row and lanes vs render --batch")
     b5.add_argument("--rows", type=int, default=10)
     b5.add_argument("--concurrency", type=int, default=2)
-    b5.add_argument("--database", default="postgres")
+    b5.add_argument("--databases", nargs="+", default=["postgres", "sqlite"])
     b5.add_argument("--keep", action="store_true")
     scale = sub.add_parser("scale", help="Part 5: a 100,000-row batch in lanes; DB growth")
     scale.add_argument("--rows", type=int, default=100_000)
@@ -126,7 +126,7 @@ def _benchmark(args: argparse.Namespace) -> tuple[Callable[[], Any], Any, str]:
         from benchmarks import local
 
         return (
-            lambda: local.run(args.rows, args.concurrency, args.database, args.keep),
+            lambda: local.run(args.rows, args.concurrency, tuple(args.databases), args.keep),
             local.to_markdown,
             local.SECTION_ID,
         )

@@ -29,11 +29,11 @@ import tarfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from devstack.airflow_stack import AirflowStack
 from devstack.moto_stack import MotoStack
@@ -46,6 +46,7 @@ DOCS = REPO / "docs" / "benchmarks.md"
 WELCOME = REPO / "examples" / "templates" / "welcome"
 THEMES = ("dark", "light")
 DATABASES = ("postgres", "sqlite")
+T = TypeVar("T")
 
 
 # -- the machine ------------------------------------------------------------------------------
@@ -287,6 +288,21 @@ def bytecode_check() -> str:
     root = Path(airflow.__file__).parent
     pycs = sum(1 for _ in root.glob("**/__pycache__/*.pyc"))
     return f"{pycs:,} `.pyc` files under the venv's `airflow/`"
+
+
+def retrying(call: Callable[[], T], tries: int = 5, pause_s: float = 5.0) -> T:
+    """`call()`, again after a pause when the stack's API times out or is briefly unavailable
+    (a loaded 2-core machine can stall the api-server past the client's timeout)."""
+    import httpx
+
+    for attempt in range(tries):
+        try:
+            return call()
+        except (httpx.TimeoutException, httpx.TransportError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(pause_s)
+    raise AssertionError("unreachable")
 
 
 # -- logs ---------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from benchmarks._support import (
     package_snapshot,
     parse_ms,
     put_batch,
+    retrying,
     sfn_calls,
     task_logs,
     welcome_rows,
@@ -270,7 +271,7 @@ def _airflow(
         t0 = time.monotonic()
 
         def count_fn() -> int:
-            return int(st.pool_stats(pool).get("deferred_slots", 0))
+            return int(retrying(lambda: st.pool_stats(pool)).get("deferred_slots", 0))
     else:
         batch = put_batch(
             moto, "bench/b4-ours.jsonl", welcome_rows(rows, "bench/b4-ours", hfTestFate="hang")

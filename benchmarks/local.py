@@ -55,6 +55,7 @@ POOL = "bench_local"
 
 @dataclass
 class Variant:
+    database: str
     name: str
     state: str
     makespan_s: float
@@ -68,7 +69,7 @@ class Variant:
 class B5Result:
     rows: int
     concurrency: int
-    database: str
+    databases: list[str]
     started_at: str
     code: str
     cli_wall_s: float
@@ -77,7 +78,10 @@ class B5Result:
 
 
 def run(
-    rows: int = 10, concurrency: int = 2, database: str = "postgres", keep: bool = False
+    rows: int = 10,
+    concurrency: int = 2,
+    databases: tuple[str, ...] = ("postgres", "sqlite"),
+    keep: bool = False,
 ) -> B5Result:
     toolchain = find_toolchain()
     problems = toolchain.problems()
@@ -99,53 +103,15 @@ def run(
         }
         project = template_variant(work / "template")
         batch = write_batch(work / "rows.jsonl", batch_rows)
-        variants = []
-        with bench_stack(database, work / "home", BENCH_DAGS, env) as (st, _pg):
-            st.create_pool(POOL, concurrency, include_deferred=True)
-            for dag_id in ("hf_bench_floor", "hf_bench_local", "hf_bench_local_lanes"):
-                st.wait_for_dag(dag_id)
-                st.unpause(dag_id)
-            # Warm-up: one row through the per-row DAG (the first render warms caches).
-            warm = write_batch(work / "warm.jsonl", sample_rows(1, prefix="warm"))
-            _stack_run(
-                st,
-                "hf_bench_local",
-                {
-                    "batch": str(warm),
-                    "project_dir": str(project),
-                    "local_root": str(work / "warm-root"),
-                },
+        variants: list[Variant] = []
+        for database in databases:
+            variants += _stack_variants(
+                work / database, database, env, project, batch, rows, concurrency, per_render
             )
-            variants.append(
-                _stack_run(
-                    st,
-                    "hf_bench_floor",
-                    {"rows": rows, "seconds": round(per_render, 2)},
-                    name=f"Airflow's floor (trigger sleeps {per_render:.2f} s)",
-                    task_id="render",
-                )
-            )
-            for dag_id, name in (
-                ("hf_bench_local", "per row"),
-                ("hf_bench_local_lanes", f"lanes of {max(1, rows // concurrency)} rows"),
-            ):
-                variants.append(
-                    _stack_run(
-                        st,
-                        dag_id,
-                        {
-                            "batch": str(batch),
-                            "project_dir": str(project),
-                            "local_root": str(work / f"root-{dag_id}"),
-                        },
-                        name=name,
-                    )
-                )
-                print(f"[b5] {variants[-1]}", flush=True)
         return B5Result(
             rows,
             concurrency,
-            database,
+            list(databases),
             started_at,
             snapshot.label,
             round(cli_wall, 2),
@@ -157,6 +123,65 @@ def run(
             print(f"[b5] kept {work}", flush=True)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _stack_variants(
+    work: Path,
+    database: str,
+    env: dict[str, str],
+    project: Path,
+    batch: Path,
+    rows: int,
+    concurrency: int,
+    per_render: float,
+) -> list[Variant]:
+    """The floor, per row and lanes on one fresh stack on `database`."""
+    variants: list[Variant] = []
+    with bench_stack(database, work / "home", BENCH_DAGS, env) as (st, _pg):
+        st.create_pool(POOL, concurrency, include_deferred=True)
+        for dag_id in ("hf_bench_floor", "hf_bench_local", "hf_bench_local_lanes"):
+            st.wait_for_dag(dag_id)
+            st.unpause(dag_id)
+        # Warm-up: one row through the per-row DAG (the first render warms caches).
+        warm = write_batch(work / "warm.jsonl", sample_rows(1, prefix="warm"))
+        _stack_run(
+            st,
+            "hf_bench_local",
+            {
+                "batch": str(warm),
+                "project_dir": str(project),
+                "local_root": str(work / "warm-root"),
+            },
+        )
+        variants.append(
+            _stack_run(
+                st,
+                "hf_bench_floor",
+                {"rows": rows, "seconds": round(per_render, 2)},
+                name=f"Airflow's floor (trigger sleeps {per_render:.2f} s)",
+                task_id="render",
+            )
+        )
+        for dag_id, name in (
+            ("hf_bench_local", "per row"),
+            ("hf_bench_local_lanes", f"lanes of {max(1, rows // concurrency)} rows"),
+        ):
+            variants.append(
+                _stack_run(
+                    st,
+                    dag_id,
+                    {
+                        "batch": str(batch),
+                        "project_dir": str(project),
+                        "local_root": str(work / f"root-{dag_id}"),
+                    },
+                    name=name,
+                )
+            )
+            print(f"[b5] {variants[-1]}", flush=True)
+    for v in variants:
+        v.database = database
+    return variants
 
 
 def _cli(
@@ -223,6 +248,7 @@ def _stack_run(
     for ti in renders:
         states[str(ti.state)] = states.get(str(ti.state), 0) + 1
     return Variant(
+        "",
         name or dag_id,
         state,
         round(span, 2),
@@ -238,6 +264,7 @@ def to_markdown(result: B5Result, *, command: str, load_note: str) -> str:
     cli = result.cli_wall_s
     table = Table(
         [
+            "database",
             "approach",
             "first render start -> last render end (s)",
             "s / video",
@@ -249,6 +276,7 @@ def to_markdown(result: B5Result, *, command: str, load_note: str) -> str:
         ]
     )
     table.add(
+        "-",
         "`hyperframes render --batch` (same flags)",
         fmt(cli, 1),
         fmt(cli / n, 2),
@@ -260,6 +288,7 @@ def to_markdown(result: B5Result, *, command: str, load_note: str) -> str:
     )
     for v in result.variants:
         table.add(
+            "PostgreSQL" if v.database == "postgres" else "SQLite",
             v.name,
             fmt(v.makespan_s, 1),
             fmt(v.makespan_s / n, 2),
@@ -269,7 +298,7 @@ def to_markdown(result: B5Result, *, command: str, load_note: str) -> str:
             fmt(v.parse_ms_median, 0),
             f"{v.state} {v.statuses}",
         )
-    db = "PostgreSQL" if result.database == "postgres" else "SQLite"
+    db = " and ".join("PostgreSQL" if d == "postgres" else "SQLite" for d in result.databases)
     return "\n".join(
         [
             f"## {SECTION_ID}: local renders, per row and in lanes, vs "
@@ -277,12 +306,12 @@ def to_markdown(result: B5Result, *, command: str, load_note: str) -> str:
             "",
             f"Measured {result.started_at} with `{command}`.",
             "",
-            f"Machine: {machine_line()}. Code: {result.code}. One real stack ({db}, "
-            "LocalExecutor), "
+            f"Machine: {machine_line()}. Code: {result.code}. One real stack per database ({db}, "
+            "LocalExecutor, a fresh one each), "
             f"pool of {result.concurrency} slots; {n} rows of `examples/templates/welcome` (2 s, "
             f"640x360, 30 fps); the CLI ran with `--batch-concurrency {result.concurrency} "
             f"{' '.join(FLAGS)}`, our backend passes the same render flags. Runs in order: the "
-            "CLI, a 1-row warm-up, the floor, per row, lanes. Nothing is asserted.",
+            "CLI, then per stack a 1-row warm-up, the floor, per row, lanes. Nothing is asserted.",
             "",
             table.render(),
             "",

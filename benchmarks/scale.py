@@ -36,6 +36,7 @@ from benchmarks._support import (
     jsonl,
     machine_line,
     package_snapshot,
+    retrying,
     welcome_rows,
 )
 from devstack.airflow_stack import AirflowStack
@@ -166,33 +167,43 @@ def _measure(
     deadline = t0 + 3600
     while time.monotonic() < deadline:
         time.sleep(2.0)
-        state = st.dag_run(DAG_ID, run_id)["state"]
+        state = retrying(lambda: st.dag_run(DAG_ID, run_id))["state"]
         calls = moto.calls()
         if first_start is None and calls["states:StartExecution"]:
             first_start = time.monotonic()
         if not prepared:
-            tis = {ti.task_id: ti for ti in st.task_instances(DAG_ID, run_id) if ti.map_index < 0}
+            tis = {
+                ti.task_id: ti
+                for ti in retrying(lambda: st.task_instances(DAG_ID, run_id))
+                if ti.map_index < 0
+            }
             prep = tis.get("render_batch.prepare_batch")
             if prep is not None and prep.state in ("success", "failed"):
                 prepared = True
                 result.prepare_s = _duration(prep)
                 result.xcom_after_prepare = _xcoms(pg)
-                result.lanes = len(
-                    json.loads(_xcom_value(pg, "render_batch.prepare_batch", "return_value"))
-                )
+                print(f"[scale] XCom after prepare: {result.xcom_after_prepare}", flush=True)
                 print(f"[scale] prepared: {result.prepare_s} s, {result.lanes} lanes", flush=True)
                 if prep.state == "failed":
                     result.notes.append("prepare_batch failed")
                     break
         if prepared:
-            stats = st.pool_stats(POOL)
-            if int(stats.get("deferred_slots", 0)) >= result.lanes or state in (
+            if not result.lanes:
+                mapped = retrying(lambda: st.task_instances(DAG_ID, run_id, RENDER))
+                result.lanes = sum(1 for ti in mapped if ti.map_index >= 0)
+            stats = retrying(lambda: st.pool_stats(POOL))
+            deferred = int(stats.get("deferred_slots", 0))
+            if (result.lanes and deferred >= result.lanes) or state in (
                 "success",
                 "failed",
             ):
                 result.all_deferred_s = round(time.monotonic() - t0, 1)
                 break
-    tis = {ti.task_id: ti for ti in st.task_instances(DAG_ID, run_id) if ti.map_index < 0}
+    tis = {
+        ti.task_id: ti
+        for ti in retrying(lambda: st.task_instances(DAG_ID, run_id))
+        if ti.map_index < 0
+    }
     result.deploy_s = _duration(tis.get("render_batch.deploy_site"))
     print(f"[scale] all lanes deferred at {result.all_deferred_s} s", flush=True)
     # The rendering window: rows finished = history reads (one per row, at its end).
@@ -200,7 +211,7 @@ def _measure(
     cpu0, calls0, w0 = _cpu_seconds(trig), moto.calls(), time.monotonic()
     while time.monotonic() - w0 < window:
         time.sleep(10.0)
-        if st.dag_run(DAG_ID, run_id)["state"] in ("success", "failed"):
+        if retrying(lambda: st.dag_run(DAG_ID, run_id))["state"] in ("success", "failed"):
             break
     calls1, w1 = moto.calls(), time.monotonic()
     cpu1 = _cpu_seconds(trig)
@@ -216,19 +227,25 @@ def _measure(
     }
     print(f"[scale] window: {done} rows in {result.window_s} s", flush=True)
     # End it: mark the run failed (every lane's on_kill records its rows), wait for the manifest.
-    state = st.dag_run(DAG_ID, run_id)["state"]
+    state = retrying(lambda: st.dag_run(DAG_ID, run_id))["state"]
     k0 = time.monotonic()
     if state not in ("success", "failed"):
         st.patch_dag_run_state(DAG_ID, run_id, "failed")
     collect_state = None
     while time.monotonic() - k0 < 1800:
         time.sleep(5.0)
-        collect = [ti for ti in st.task_instances(DAG_ID, run_id, "render_batch.collect_manifest")]
+        collect = [
+            ti
+            for ti in retrying(
+                lambda: st.task_instances(DAG_ID, run_id, "render_batch.collect_manifest")
+            )
+        ]
         collect_state = collect[0].state if collect else None
         if collect_state in ("success", "failed", "upstream_failed", "skipped"):
             break
     result.kill_to_manifest_s = round(time.monotonic() - k0, 1)
-    result.run_state = f"{st.dag_run(DAG_ID, run_id)['state']} (collect_manifest {collect_state})"
+    final = retrying(lambda: st.dag_run(DAG_ID, run_id))["state"]
+    result.run_state = f"{final} (collect_manifest {collect_state})"
     time.sleep(5.0)
     after = pg.table_sizes()
     result.table_growth = {

@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     b1.add_argument("--slots", type=int, default=20)
     b1.add_argument("--seconds", type=int, default=10)
     b1.add_argument("--parallelism", type=int, default=8)
+    b1.add_argument(
+        "--prior", type=Path, default=None, help="stacks measured earlier (results/B1.*.json)"
+    )
     b1.add_argument("--keep", action="store_true")
     b2 = sub.add_parser("b2", help="B2: SFN reads per render and end-to-event lag")
     b2.add_argument("--renders", type=int, default=50)
@@ -91,7 +94,13 @@ def _benchmark(args: argparse.Namespace) -> tuple[Callable[[], Any], Any, str]:
         specs = [makespan.StackSpec.parse(s) for s in args.stacks]
         return (
             lambda: makespan.run(
-                specs, args.rows, args.slots, args.seconds, args.parallelism, args.keep
+                specs,
+                args.rows,
+                args.slots,
+                args.seconds,
+                args.parallelism,
+                args.keep,
+                makespan.load_stacks(args.prior) if args.prior else None,
             ),
             makespan.to_markdown,
             makespan.SECTION_ID,

@@ -24,6 +24,7 @@ instance id and task id).
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -36,6 +37,7 @@ from typing import Any
 
 from benchmarks._support import (
     BENCH_DAGS,
+    LoadSampler,
     MotoWatch,
     Table,
     bench_stack,
@@ -140,6 +142,8 @@ class StackResult:
     startup_s: dict[str, float]
     variants: list[VariantResult]
     error: str = ""
+    started_at: str = ""
+    load: str = ""
 
 
 @dataclass
@@ -165,16 +169,18 @@ def run(
     seconds: int = 10,
     parallelism: int = 8,
     keep: bool = False,
+    prior: list[StackResult] | None = None,
 ) -> B1Result:
     work = Path(tempfile.mkdtemp(prefix="hf-bench-b1-"))
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     snapshot = package_snapshot(work)
-    results: list[StackResult] = []
+    results: list[StackResult] = list(prior or [])
     try:
         for n, spec in enumerate(stacks):
-            try:
-                results.append(
-                    _run_stack(
+            began = datetime.now(UTC).isoformat(timespec="seconds")
+            with LoadSampler() as load:
+                try:
+                    stack = _run_stack(
                         work / f"stack-{n}",
                         spec,
                         snapshot.env(),
@@ -183,10 +189,11 @@ def run(
                         seconds,
                         parallelism,
                     )
-                )
-            except Exception as exc:  # keep the other stacks' results; say what failed
-                print(f"[b1] {spec.label} failed: {exc!r}", flush=True)
-                results.append(StackResult(spec, {}, [], error=f"{type(exc).__name__}: {exc}"))
+                except Exception as exc:  # keep the other stacks' results; say what failed
+                    print(f"[b1] {spec.label} failed: {exc!r}", flush=True)
+                    stack = StackResult(spec, {}, [], error=f"{type(exc).__name__}: {exc}")
+            stack.started_at, stack.load = began, load.note()
+            results.append(stack)
             save_results(f"{SECTION_ID}.partial", results)
         return B1Result(
             rows=rows,
@@ -203,6 +210,25 @@ def run(
             print(f"[b1] kept {work}", flush=True)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def load_stacks(path: Path) -> list[StackResult]:
+    """Stacks measured by an earlier run (its `results/*.json`), to report beside new ones."""
+    out = []
+    for doc in json.loads(path.read_text(encoding="utf-8")):
+        spec = StackSpec(**{**doc["spec"], "variants": tuple(doc["spec"]["variants"])})
+        variants = [VariantResult(**v) for v in doc["variants"]]
+        out.append(
+            StackResult(
+                spec,
+                doc["startup_s"],
+                variants,
+                doc.get("error", ""),
+                doc.get("started_at", ""),
+                doc.get("load", ""),
+            )
+        )
+    return out
 
 
 def _run_stack(
@@ -498,6 +524,8 @@ def to_markdown(result: B1Result, *, command: str, load_note: str) -> str:
         lines.append(
             f"- {stack.spec.label}: stack start-up (not in the makespans) "
             f"{stack.startup_s.get('total')} s."
+            + (f" Measured from {stack.started_at}." if stack.started_at else "")
+            + (f" {stack.load}" if stack.load else "")
             + (f" **This stack failed**: {stack.error}" if stack.error else "")
         )
     lines += [

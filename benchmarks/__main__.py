@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     b4.add_argument("--rows", type=int, default=1000)
     b4.add_argument("--threads", type=int, default=16)
     b4.add_argument("--parallelism", type=int, default=8)
-    b4.add_argument("--databases", nargs="+", default=["postgres", "sqlite"])
+    b4.add_argument("--databases", nargs="+", default=["postgres"])
     b4.add_argument("--keep", action="store_true")
     b5 = sub.add_parser("b5", help="B5: local per row and lanes vs render --batch")
     b5.add_argument("--rows", type=int, default=10)

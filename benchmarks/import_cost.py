@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks._support import BENCH_DAGS, REPO, Table, machine_line
+from benchmarks._support import BENCH_DAGS, REPO, Table, machine_line, package_snapshot
 
 SECTION_ID = "imports"
 HEAVY = ("boto3", "botocore", "aiobotocore", "s3fs", "fsspec")
@@ -76,17 +76,20 @@ class ImportsResult:
     pyc_note: str
 
 
-def _env() -> dict[str, str]:
+def _env(snapshot: Path | None) -> dict[str, str]:
+    """The stack's import conditions; `snapshot`: a bytecode-compiled copy of our package first
+    on the path (as a wheel install has), else the editable install's uncompiled source."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="hf-bench-imports-")
-    env["PYTHONPATH"] = str(BENCH_DAGS)
+    paths = [str(snapshot)] if snapshot is not None else []
+    env["PYTHONPATH"] = os.pathsep.join([*paths, str(BENCH_DAGS)])
     return env
 
 
-def _probe(label: str, path: str, repeat: int) -> Probe:
+def _probe(label: str, path: str, repeat: int, snapshot: Path | None) -> Probe:
     best: dict[str, Any] | None = None
-    env = _env()
+    env = _env(snapshot)
     for _ in range(repeat):
         out = subprocess.run(
             [sys.executable, "-c", _PROBE, path, ",".join(HEAVY)],
@@ -107,7 +110,7 @@ def _probe(label: str, path: str, repeat: int) -> Probe:
         list(best["heavy"]),
         int(best["new_modules"]),
     )
-    if path != "-" and probe.heavy:
+    if path != "-" and probe.heavy and snapshot is not None:
         probe.chains = _chains(path, env, probe.heavy)
     return probe
 
@@ -152,13 +155,21 @@ def run(repeat: int = 5) -> ImportsResult:
     work = Path(tempfile.mkdtemp(prefix="hf-bench-dagfile-"))
     dag = work / "digest_videos.py"
     dag.write_text(DAG_FILE, encoding="utf-8")
+    compiled = package_snapshot(work).pythonpath
     probes = [
-        _probe("`import airflow.sdk` only", "-", repeat),
-        _probe('+ a `render_batch(backend="lambda")` DAG file', str(dag), repeat),
+        _probe("`import airflow.sdk` only", "-", repeat, compiled),
+        _probe('+ a `render_batch(backend="lambda")` DAG file', str(dag), repeat, compiled),
+        _probe(
+            "+ the same DAG file, `hyperframes_airflow` from the editable source (no .pyc)",
+            str(dag),
+            repeat,
+            None,
+        ),
         _probe(
             "+ the naive DAG (`StepFunctionStartExecutionOperator`)",
             str(BENCH_DAGS / "hf_bench_naive.py"),
             repeat,
+            compiled,
         ),
     ]
     import airflow
@@ -166,8 +177,11 @@ def run(repeat: int = 5) -> ImportsResult:
     pycs = sum(1 for _ in Path(airflow.__file__).parent.glob("**/__pycache__/*.pyc"))
     ours = sum(1 for _ in (REPO / "hyperframes_airflow").glob("**/__pycache__/*.pyc"))
     note = (
-        f"{pycs:,} `.pyc` files under the venv's `airflow/`, {ours} under "
-        "`hyperframes_airflow/` (uv sync --compile-bytecode)"
+        f"{pycs:,} `.pyc` files under the venv's `airflow/` (uv sync --compile-bytecode); "
+        f"{ours} under the editable install's `hyperframes_airflow/` (uv compiles site-packages, "
+        "not an editable source tree), so the rows say which copy of our package was imported: "
+        "a compiled snapshot of HEAD (as the stacks in B1/B4/B5 and a wheel install use) or "
+        "the editable source"
     )
     return ImportsResult(datetime.now(UTC).isoformat(timespec="seconds"), probes, note)
 

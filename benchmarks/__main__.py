@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--rows", type=int, default=100_000)
     scale.add_argument("--window", type=float, default=600.0, help="seconds of rendering")
     scale.add_argument("--max-map-length", type=int, default=None, help="Airflow's (1024)")
+    scale.add_argument(
+        "--dispatch-wait", type=float, default=300.0, help="longest wait for every lane (s)"
+    )
     scale.add_argument("--keep", action="store_true")
     sub.add_parser("imports", help="DAG-file import cost on top of airflow.sdk")
     return parser
@@ -143,7 +146,9 @@ def _benchmark(args: argparse.Namespace) -> tuple[Callable[[], Any], Any, str]:
         from benchmarks import scale
 
         return (
-            lambda: scale.run(args.rows, args.window, args.keep, args.max_map_length),
+            lambda: scale.run(
+                args.rows, args.window, args.keep, args.max_map_length, args.dispatch_wait
+            ),
             scale.to_markdown,
             scale.SECTION_ID,
         )

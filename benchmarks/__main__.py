@@ -1,148 +1,160 @@
-"""`python -m benchmarks <local|polling|makespan|prepare|dispatch> ...`: run a benchmark and
-record it in docs/benchmarks.md."""
+"""`python -m benchmarks <b1|b2|b3|b4|b5|scale|imports> ...`: run a benchmark, keep its raw
+results in `benchmarks/results/<id>.json` and write its section of docs/benchmarks.md.
+
+Benchmarks never run in CI: they take minutes, start real stacks and load the machine.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+import signal
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from benchmarks import _node_cli as node_cli
-from benchmarks import dispatch, local_throughput, makespan, polling, prepare_scaling
+from benchmarks._support import DOCS, LoadSampler, save_results, write_section
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--output", type=Path, default=DOCS, help="markdown file to update")
+    sub = parser.add_subparsers(dest="name", required=True)
+    b1 = sub.add_parser("b1", help="B1: Lambda makespan vs ideal and Airflow's floor")
+    b1.add_argument(
+        "--stacks",
+        nargs="+",
+        default=["postgres", "sqlite", "postgres:forkserver:floor,ours"],
+        help="DATABASE[:START_METHOD[:VARIANT,...]] per stack",
+    )
+    b1.add_argument("--rows", type=int, default=200)
+    b1.add_argument("--slots", type=int, default=20)
+    b1.add_argument("--seconds", type=int, default=10)
+    b1.add_argument("--parallelism", type=int, default=8)
+    b1.add_argument(
+        "--prior", type=Path, default=None, help="stacks measured earlier (results/B1.*.json)"
+    )
+    b1.add_argument("--keep", action="store_true")
+    b2 = sub.add_parser("b2", help="B2: SFN reads per render and end-to-event lag")
+    b2.add_argument("--renders", type=int, default=50)
+    b2.add_argument("--seconds", type=int, nargs="+", default=[20, 120])
+    b2.add_argument("--stagger", type=float, default=0.4)
+    b3 = sub.add_parser("b3", help="B3: validate 100k rows vs the Node CLI's dry run")
+    b3.add_argument("--rows", type=int, nargs="+", default=[1000, 100_000])
+    b3.add_argument("--repeat", type=int, default=3)
+    b3.add_argument("--keep", action="store_true")
+    b4 = sub.add_parser("b4", help="B4: time until 1,000 renders are running")
+    b4.add_argument("--rows", type=int, default=1000)
+    b4.add_argument("--threads", type=int, default=16)
+    b4.add_argument("--parallelism", type=int, default=8)
+    b4.add_argument("--databases", nargs="+", default=["postgres"])
+    b4.add_argument("--keep", action="store_true")
+    b5 = sub.add_parser("b5", help="B5: local per row and lanes vs render --batch")
+    b5.add_argument("--rows", type=int, default=10)
+    b5.add_argument("--concurrency", type=int, default=2)
+    b5.add_argument("--databases", nargs="+", default=["postgres", "sqlite"])
+    b5.add_argument("--keep", action="store_true")
+    scale = sub.add_parser("scale", help="Part 5: a 100,000-row batch in lanes; DB growth")
+    scale.add_argument("--rows", type=int, default=100_000)
+    scale.add_argument("--window", type=float, default=600.0, help="seconds of rendering")
+    scale.add_argument("--max-map-length", type=int, default=None, help="Airflow's (1024)")
+    scale.add_argument(
+        "--dispatch-wait", type=float, default=300.0, help="longest wait for every lane (s)"
+    )
+    scale.add_argument("--keep", action="store_true")
+    sub.add_parser("imports", help="DAG-file import cost on top of airflow.sdk")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    sub = parser.add_subparsers(dest="name", required=True)
-    local = sub.add_parser(
-        "local",
-        help="B5: seconds per video through the DAG on a real stack vs the CLI's own --batch",
+    # SIGTERM (and SIGINT, which a background job ignores) unwinds: every stack, moto server and
+    # PostgreSQL cluster the benchmark started is stopped by its context manager.
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGINT, _exit)
+    args = _parser().parse_args(argv)
+    command = "uv run --frozen python -m benchmarks " + " ".join(
+        sys.argv[1:] if argv is None else argv
     )
-    local.add_argument("--rows", type=int, default=10, help="batch rows (default 10)")
-    local.add_argument(
-        "--concurrency", type=int, default=2, help="pool slots and --batch-concurrency (2)"
-    )
-    local.add_argument("--singles", type=int, default=3, help="single renders timed (3)")
-    local.add_argument("--output", type=Path, default=DOCS, help="markdown file to update")
-    local.add_argument("--keep", action="store_true", help="keep the work directory")
-    poll = sub.add_parser(
-        "polling", help="B2: Step Functions reads per waiting render, ours vs the provider"
-    )
-    poll.add_argument("--renders", type=int, default=50)
-    poll.add_argument("--seconds", type=float, nargs="+", default=[20.0, 120.0])
-    poll.add_argument("--output", type=Path, default=DOCS)
-    span = sub.add_parser(
-        "makespan",
-        help="B1: Lambda batch makespan vs ideal on a real stack, ours vs the naive operator",
-    )
-    span.add_argument("--rows", type=int, default=200, help="batch rows (200)")
-    span.add_argument("--slots", type=int, default=20, help="pool slots per variant (20)")
-    span.add_argument("--seconds", type=int, default=10, help="seconds per execution (10)")
-    span.add_argument("--poll-interval", type=float, default=5.0, help="ours (5)")
-    span.add_argument("--waiter-delay", type=int, default=5, help="naive (5)")
-    span.add_argument("--parallelism", type=int, default=8, help="[core] parallelism (8)")
-    span.add_argument("--order", nargs="+", choices=("ours", "naive"), default=["naive", "ours"])
-    span.add_argument("--no-warmup", action="store_true")
-    span.add_argument("--output", type=Path, default=DOCS)
-    span.add_argument("--keep", action="store_true")
-    prep = sub.add_parser(
-        "prepare", help="B3: parse+validate+plan time and memory vs rows, ours vs the Node CLI"
-    )
-    prep.add_argument("--rows", type=int, nargs="+", default=[1000, 10_000, 100_000])
-    prep.add_argument("--repeat", type=int, default=3, help="runs per cell, fastest kept (3)")
-    prep.add_argument("--node-dir", type=Path, default=None, help="Node CLI scratch install")
-    prep.add_argument("--output", type=Path, default=DOCS)
-    prep.add_argument("--keep", action="store_true")
-    disp = sub.add_parser(
-        "dispatch", help="B4: time until N executions are started, ours vs boto3 vs Node CLI"
-    )
-    disp.add_argument("--rows", type=int, default=1000)
-    disp.add_argument("--threads", type=int, default=16, help="bare boto3 thread pool (16)")
-    disp.add_argument("--parallelism", type=int, default=8, help="[core] parallelism (8)")
-    disp.add_argument("--timeout", type=float, default=900.0, help="ours: give up after (s)")
-    disp.add_argument("--node-dir", type=Path, default=None, help="Node CLI scratch install")
-    disp.add_argument("--output", type=Path, default=DOCS)
-    disp.add_argument("--keep", action="store_true")
-    args = parser.parse_args(argv)
-    command = "uv run python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
-    if args.name == "polling":
-        results = polling.run(renders=args.renders, seconds=args.seconds)
-        info = local_throughput.machine_info()
-        machine = ", ".join(f"{k}: {v}" for k, v in info.items())
-        section = polling.to_markdown(results, command=command.strip(), machine=machine)
-        local_throughput.write_section(args.output, polling.SECTION_ID, section)
-        print(section)
-        print(f"written to {args.output}")
-        return 0
-
-    if args.name in ("makespan", "prepare", "dispatch"):
-        load_before, t0 = os.getloadavg(), time.monotonic()
-        section_id, section = _aws_benchmark(args, command.strip())
-        note = _load_note(load_before, os.getloadavg(), time.monotonic() - t0)
-        section = section.rstrip("\n") + "\n" + note + "\n"
-        local_throughput.write_section(args.output, section_id, section)
-        print(section)
-        print(f"written to {args.output}")
-        return 0
-
-    if args.name == "local":
-        command = "uv run python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
-        result = local_throughput.run(
-            rows=args.rows,
-            concurrency=args.concurrency,
-            singles=args.singles,
-            keep=args.keep,
-        )
-        section = local_throughput.to_markdown(result, command=command.strip())
-        local_throughput.write_section(args.output, local_throughput.SECTION_ID, section)
-        print(section)
-        print(f"written to {args.output}")
+    run, render, section_id = _benchmark(args)
+    with LoadSampler() as load:
+        result = run()
+    save_results(section_id, result)
+    section = render(result, command=command, load_note=load.note())
+    write_section(args.output, section_id, section)
+    print(section)
     return 0
 
 
-def _load_note(before: tuple[float, ...], after: tuple[float, ...], elapsed: float) -> str:
-    def fmt(load: tuple[float, ...]) -> str:
-        return " / ".join(f"{x:.2f}" for x in load)
-
-    return (
-        f"- Load average (1 / 5 / 15 min) when the run started: {fmt(before)}; when it ended: "
-        f"{fmt(after)}. Anything else running on the machine shares its CPUs with the run. "
-        f"The whole command took {elapsed / 60:.1f} min."
-    )
+def _exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
-def _aws_benchmark(args: argparse.Namespace, command: str) -> tuple[str, str]:
-    """Run B1, B3 or B4 once; return its section id and markdown."""
-    node_dir = getattr(args, "node_dir", None) or node_cli.DEFAULT_DIR
-    if args.name == "makespan":
-        span = makespan.run(
-            rows=args.rows,
-            slots=args.slots,
-            seconds=args.seconds,
-            poll_interval=args.poll_interval,
-            waiter_delay=args.waiter_delay,
-            parallelism=args.parallelism,
-            warmup=not args.no_warmup,
-            order=tuple(args.order),
-            keep=args.keep,
+def _benchmark(args: argparse.Namespace) -> tuple[Callable[[], Any], Any, str]:
+    """The benchmark's run (no arguments), its markdown renderer and its section id."""
+    if args.name == "b1":
+        from benchmarks import makespan
+
+        specs = [makespan.StackSpec.parse(s) for s in args.stacks]
+        return (
+            lambda: makespan.run(
+                specs,
+                args.rows,
+                args.slots,
+                args.seconds,
+                args.parallelism,
+                args.keep,
+                makespan.load_stacks(args.prior) if args.prior else None,
+            ),
+            makespan.to_markdown,
+            makespan.SECTION_ID,
         )
-        return makespan.SECTION_ID, makespan.to_markdown(span, command=command)
-    if args.name == "prepare":
-        prep = prepare_scaling.run(args.rows, node_dir=node_dir, repeat=args.repeat, keep=args.keep)
-        return prepare_scaling.SECTION_ID, prepare_scaling.to_markdown(prep, command=command)
-    disp = dispatch.run(
-        rows=args.rows,
-        threads=args.threads,
-        parallelism=args.parallelism,
-        timeout=args.timeout,
-        node_dir=node_dir,
-        keep=args.keep,
-    )
-    return dispatch.SECTION_ID, dispatch.to_markdown(disp, command=command)
+    if args.name == "b2":
+        from benchmarks import polling
+
+        return (
+            lambda: polling.run(args.renders, args.seconds, args.stagger),
+            polling.to_markdown,
+            polling.SECTION_ID,
+        )
+    if args.name == "b3":
+        from benchmarks import validate
+
+        return (
+            lambda: validate.run(args.rows, args.repeat, args.keep),
+            validate.to_markdown,
+            validate.SECTION_ID,
+        )
+    if args.name == "b4":
+        from benchmarks import dispatch
+
+        return (
+            lambda: dispatch.run(
+                args.rows, args.threads, args.parallelism, tuple(args.databases), keep=args.keep
+            ),
+            dispatch.to_markdown,
+            dispatch.SECTION_ID,
+        )
+    if args.name == "b5":
+        from benchmarks import local
+
+        return (
+            lambda: local.run(args.rows, args.concurrency, tuple(args.databases), args.keep),
+            local.to_markdown,
+            local.SECTION_ID,
+        )
+    if args.name == "scale":
+        from benchmarks import scale
+
+        return (
+            lambda: scale.run(
+                args.rows, args.window, args.keep, args.max_map_length, args.dispatch_wait
+            ),
+            scale.to_markdown,
+            scale.SECTION_ID,
+        )
+    from benchmarks import import_cost
+
+    return import_cost.run, import_cost.to_markdown, import_cost.SECTION_ID
 
 
 if __name__ == "__main__":

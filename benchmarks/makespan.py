@@ -1,93 +1,161 @@
-"""B1: makespan of a Lambda batch vs the ideal, ours vs the naive mapped provider operator.
+"""B1: makespan of a Lambda batch vs the ideal and vs Airflow's own floor, on a real stack.
 
 N rows, each a Step Functions execution lasting `seconds` (the moto test stack's
-`hfTestSeconds`), a pool of `slots` slots created with `include_deferred`, on one real Airflow
-stack (api-server, scheduler, dag-processor, triggerer; LocalExecutor, SQLite) against one moto
-server that counts every call. Ideal makespan = ceil(N / slots) x seconds: the pool always full,
-zero overhead. The DAGs are `benchmarks/dags/hf_bench_ours.py` and `hf_bench_naive.py`:
+`hfTestSeconds`), a pool of `slots` slots with `include_deferred` per variant, ideal =
+ceil(N / slots) x seconds. Variants, one after the other on one stack (each after a 2-row
+warm-up run that is not measured):
 
-- ours: `render_batch(backend="lambda", pool=..., max_concurrent=N, poll_interval=...)`;
-- naive: a `@task` reading the same JSONL, then
-  `StepFunctionStartExecutionOperator.partial(deferrable=True, waiter_delay=5, pool=...)
-  .expand_kwargs(rows)`, which is what a DAG author writes today.
+- floor: `hf_bench_floor`, a trivial operator that defers at once to a trigger that sleeps
+  `seconds` and ends the task from the triggerer (what Airflow itself costs per deferred task);
+- naive: `hf_bench_naive`, mapped `StepFunctionStartExecutionOperator(deferrable=True,
+  waiter_delay=5)`, what a DAG author writes without us;
+- ours: `hf_bench_ours`, `render_batch` with one mapped render task per row;
+- lanes: `hf_bench_lanes`, `render_batch(rows_per_task=10)`: N/10 lanes in the same `slots`
+  (ideal unchanged: each lane renders its 10 rows back to back in one slot).
 
-Both variants run on the same stack, one after the other (each DAG first gets a small warm-up
-run that is not measured). Measured per variant: trigger -> DAG run end, first execution start
--> last execution end (moto's start/stop dates), peak RUNNING executions (sampled from moto
-every second, and exact from the start/stop dates), Step Functions calls per render (moto's
-counts minus the sampler's own ListExecutions).
+A "stack" is (database, multiprocessing start method): SQLite or a private PostgreSQL from
+Debian's package; `fork` (the default on Linux) or `forkserver` with `mp_forkserver_preload`.
+Measured per variant: trigger -> run end, first render start -> last render end, peak running
+(pool slots in use, sampled each second; executions overlapping, exact), per-row slot idle time,
+the render tasks' median `dag_file_parse_ms` (their logs' "Worker startup parse complete"), and
+Execution API requests per render task (the api-server's access log, attributed by task
+instance id and task id).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import tempfile
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from benchmarks._aws import (
+from benchmarks._support import (
     BENCH_DAGS,
-    NAIVE_DAG_ID,
-    NAIVE_POOL,
-    NAIVE_RENDER_TASK,
-    OURS_DAG_ID,
-    OURS_POOL,
-    OURS_RENDER_TASK,
-    Execution,
+    LoadSampler,
     MotoWatch,
+    Table,
+    bench_stack,
+    bytecode_check,
+    fmt,
     ideal_makespan,
+    log_offset,
     machine_line,
+    median,
     package_snapshot,
+    parse_ms,
     peak_overlap,
     put_batch,
+    route,
+    save_results,
     sfn_calls,
+    task_logs,
     welcome_rows,
 )
-from devstack.airflow_stack import AirflowStack, parse_time
+from devstack.airflow_stack import AirflowStack, TaskInstanceInfo, parse_time
 from devstack.moto_stack import MotoStack
 
 SECTION_ID = "B1"
+VARIANTS = ("floor", "naive", "ours", "lanes")
+#: What the forkserver preloads: Airflow's task runner and SDK, and what the benchmark DAG files
+#: import (our factory and, through it, the Amazon provider's base operator and links).
+FORKSERVER_PRELOAD = (
+    "airflow.sdk,airflow.sdk.execution_time.task_runner,airflow.sdk.execution_time.supervisor,"
+    "hyperframes_airflow.batch,airflow.providers.amazon.aws.operators.step_function"
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    dag_id: str
+    task_id: str
+    pool: str
+    rows_per_task: int = 1
+
+    @property
+    def uses_sfn(self) -> bool:
+        return self.name != "floor"
+
+
+CATALOGUE = {
+    "floor": Variant("floor", "hf_bench_floor", "render", "bench_floor"),
+    "naive": Variant("naive", "hf_bench_naive", "render", "bench_naive"),
+    "ours": Variant("ours", "hf_bench_ours", "render_batch.render", "bench_ours"),
+    "lanes": Variant("lanes", "hf_bench_lanes", "render_batch.render", "bench_lanes", 10),
+}
+
+
+@dataclass
+class StackSpec:
+    database: str
+    start_method: str = "fork"
+    variants: tuple[str, ...] = VARIANTS
+
+    @classmethod
+    def parse(cls, text: str) -> StackSpec:
+        """`postgres`, `sqlite:fork`, `postgres:forkserver:floor,ours`."""
+        parts = text.split(":")
+        variants = tuple(parts[2].split(",")) if len(parts) > 2 else VARIANTS
+        unknown = set(variants) - set(VARIANTS)
+        if unknown:
+            raise ValueError(f"unknown variants {sorted(unknown)}")
+        return cls(parts[0], parts[1] if len(parts) > 1 else "fork", variants)
+
+    @property
+    def label(self) -> str:
+        db = "PostgreSQL" if self.database == "postgres" else "SQLite"
+        if self.start_method == "forkserver":
+            return f"{db}, forkserver + preload"
+        return db
 
 
 @dataclass
 class VariantResult:
     name: str
     run_state: str
+    tasks: int
     executions: int
     statuses: dict[str, int]
     trigger_to_end_s: float
-    trigger_to_first_start_s: float
     first_start_to_last_end_s: float
-    peak_running_sampled: int
+    peak_slots_sampled: int
     peak_running_exact: int
-    execution_s_median: float
     idle_slot_s_per_row: float
-    finish_lag_s_mean: float
-    ti_phases_s: dict[str, float]
+    parse_ms_median: float
+    parse_ms_count: int
+    exec_api_per_task: float
+    exec_api_routes: dict[str, float]
     sfn_calls: dict[str, int]
-    s3_calls: int
-    render_tis: dict[str, int]
-    task_s: dict[str, float] = field(default_factory=dict)
+    phases_s: dict[str, float] = field(default_factory=dict)
+    other_tasks_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class StackResult:
+    spec: StackSpec
+    startup_s: dict[str, float]
+    variants: list[VariantResult]
+    error: str = ""
+    started_at: str = ""
+    load: str = ""
 
 
 @dataclass
 class B1Result:
     rows: int
     slots: int
-    seconds: float
-    poll_interval: float
-    waiter_delay: int
+    seconds: int
     parallelism: int
     started_at: str
-    startup_s: dict[str, float]
-    variants: list[VariantResult]
-    code: str = ""
+    code: str
+    bytecode: str
+    stacks: list[StackResult]
 
     @property
     def ideal_s(self) -> float:
@@ -95,291 +163,388 @@ class B1Result:
 
 
 def run(
+    stacks: list[StackSpec],
     rows: int = 200,
     slots: int = 20,
     seconds: int = 10,
-    poll_interval: float = 5.0,
-    waiter_delay: int = 5,
     parallelism: int = 8,
-    warmup: bool = True,
-    order: tuple[str, ...] = ("naive", "ours"),
     keep: bool = False,
+    prior: list[StackResult] | None = None,
 ) -> B1Result:
     work = Path(tempfile.mkdtemp(prefix="hf-bench-b1-"))
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    ideal = ideal_makespan(rows, slots, seconds)
-    timeout = max(900.0, ideal * 12)
+    snapshot = package_snapshot(work)
+    results: list[StackResult] = list(prior or [])
     try:
-        snapshot = package_snapshot(work)
-        with MotoStack(count_calls=True) as moto:
-            naive_sm = moto.create_state_machine("hyperframes-render-naive")
-            machines = {"ours": moto.state_machine_arn, "naive": naive_sm}
-            env = {
-                **moto.airflow_conn_env(),
-                **snapshot.env(),
-                "HF_BENCH_OURS_POOL": OURS_POOL,
-                "HF_BENCH_NAIVE_POOL": NAIVE_POOL,
-                "HF_BENCH_MAX_CONCURRENT": str(rows),
-                "HF_BENCH_POLL_INTERVAL": str(poll_interval),
-                "HF_BENCH_NAIVE_STATE_MACHINE_ARN": naive_sm,
-                "HF_BENCH_WAITER_DELAY": str(waiter_delay),
-                # enough attempts for a render queued behind the whole batch
-                "HF_BENCH_WAITER_MAX_ATTEMPTS": str(int(timeout / waiter_delay) + 10),
-            }
-            print(f"[b1] work dir {work}; starting the stack", flush=True)
-            with AirflowStack(work / "home", BENCH_DAGS, env=env, parallelism=parallelism) as st:
-                print(f"[b1] stack up: {st.startup_seconds}", flush=True)
-                st.create_pool(OURS_POOL, slots, include_deferred=True)
-                st.create_pool(NAIVE_POOL, slots, include_deferred=True)
-                for dag_id in (OURS_DAG_ID, NAIVE_DAG_ID):
-                    st.wait_for_dag(dag_id)
-                    st.unpause(dag_id)
-                watch = MotoWatch(moto)
-                if warmup:
-                    for name in order:
-                        res = _measure(st, moto, watch, name, machines[name], 2, 1, 300.0)
-                        print(f"[b1] warm-up {name}: {res.run_state}", flush=True)
-                variants = []
-                for name in order:
-                    res = _measure(st, moto, watch, name, machines[name], rows, seconds, timeout)
-                    print(f"[b1] {name}: {asdict(res)}", flush=True)
-                    variants.append(res)
-                startup = dict(st.startup_seconds)
+        for n, spec in enumerate(stacks):
+            began = datetime.now(UTC).isoformat(timespec="seconds")
+            with LoadSampler() as load:
+                try:
+                    stack = _run_stack(
+                        work / f"stack-{n}",
+                        spec,
+                        snapshot.env(),
+                        rows,
+                        slots,
+                        seconds,
+                        parallelism,
+                    )
+                except Exception as exc:  # keep the other stacks' results; say what failed
+                    print(f"[b1] {spec.label} failed: {exc!r}", flush=True)
+                    stack = StackResult(spec, {}, [], error=f"{type(exc).__name__}: {exc}")
+            stack.started_at, stack.load = began, load.note()
+            results.append(stack)
+            save_results(f"{SECTION_ID}.partial", results)
         return B1Result(
             rows=rows,
             slots=slots,
             seconds=seconds,
-            poll_interval=poll_interval,
-            waiter_delay=waiter_delay,
             parallelism=parallelism,
             started_at=started_at,
-            startup_s=startup,
-            variants=variants,
             code=snapshot.label,
+            bytecode=bytecode_check(),
+            stacks=results,
         )
     finally:
         if keep:
-            print(f"[b1] kept {work}")
+            print(f"[b1] kept {work}", flush=True)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def load_stacks(path: Path) -> list[StackResult]:
+    """Stacks measured by an earlier run (its `results/*.json`), to report beside new ones."""
+    out = []
+    for doc in json.loads(path.read_text(encoding="utf-8")):
+        spec = StackSpec(**{**doc["spec"], "variants": tuple(doc["spec"]["variants"])})
+        variants = [VariantResult(**v) for v in doc["variants"]]
+        out.append(
+            StackResult(
+                spec,
+                doc["startup_s"],
+                variants,
+                doc.get("error", ""),
+                doc.get("started_at", ""),
+                doc.get("load", ""),
+            )
+        )
+    return out
+
+
+def _run_stack(
+    work: Path,
+    spec: StackSpec,
+    snapshot_env: dict[str, str],
+    rows: int,
+    slots: int,
+    seconds: int,
+    parallelism: int,
+) -> StackResult:
+    ideal = ideal_makespan(rows, slots, seconds)
+    timeout = max(600.0, ideal * 8)
+    with MotoStack(count_calls=True) as moto:
+        naive_sm = moto.create_state_machine("hyperframes-render-naive")
+        machines = {
+            "naive": naive_sm,
+            "ours": moto.state_machine_arn,
+            "lanes": moto.state_machine_arn,
+            "floor": "",
+        }
+        env = {
+            **moto.airflow_conn_env(),
+            **snapshot_env,
+            "HF_BENCH_NAIVE_STATE_MACHINE_ARN": naive_sm,
+            "HF_BENCH_WAITER_DELAY": "5",
+            "HF_BENCH_WAITER_MAX_ATTEMPTS": str(int(timeout / 5) + 10),
+            "HF_BENCH_ROWS_PER_TASK": "10",
+        }
+        if spec.start_method != "fork":
+            env["AIRFLOW__CORE__MP_START_METHOD"] = spec.start_method
+            env["AIRFLOW__CORE__MP_FORKSERVER_PRELOAD"] = FORKSERVER_PRELOAD
+        print(f"[b1] {spec.label}: starting the stack", flush=True)
+        with bench_stack(
+            spec.database, work / "home", BENCH_DAGS, env, parallelism=parallelism
+        ) as (st, _pg):
+            print(f"[b1] stack up: {st.startup_seconds}", flush=True)
+            for name in spec.variants:
+                v = CATALOGUE[name]
+                st.create_pool(v.pool, slots, include_deferred=True)
+                st.wait_for_dag(v.dag_id)
+                st.unpause(v.dag_id)
+            watch = MotoWatch(moto)
+            out = []
+            for name in spec.variants:
+                v = CATALOGUE[name]
+                warm = _measure(st, moto, watch, v, machines[name], 2, 1, 300.0, warmup=True)
+                print(f"[b1] warm-up {name}: {warm.run_state}", flush=True)
+                res = _measure(st, moto, watch, v, machines[name], rows, seconds, timeout)
+                print(f"[b1] {spec.label} {name}: {res}", flush=True)
+                out.append(res)
+            return StackResult(spec=spec, startup_s=dict(st.startup_seconds), variants=out)
+
+
+def _trigger(st: AirflowStack, moto: MotoStack, v: Variant, rows: int, seconds: int) -> str:
+    if v.name == "floor":
+        return st.trigger(v.dag_id, {"rows": rows, "seconds": seconds})
+    token = uuid.uuid4().hex[:8]
+    # An int: a Wait's SecondsPath must be an integer.
+    batch = put_batch(
+        moto,
+        f"bench/b1-{v.name}-{token}.jsonl",
+        welcome_rows(rows, f"bench/b1-{v.name}-{token}", hfTestSeconds=int(seconds)),
+    )
+    return st.trigger(v.dag_id, {"batch": batch})
 
 
 def _measure(
     st: AirflowStack,
     moto: MotoStack,
     watch: MotoWatch,
-    name: str,
+    v: Variant,
     state_machine_arn: str,
     rows: int,
     seconds: int,
     timeout: float,
+    *,
+    warmup: bool = False,
 ) -> VariantResult:
-    dag_id, render_task = (
-        (OURS_DAG_ID, OURS_RENDER_TASK) if name == "ours" else (NAIVE_DAG_ID, NAIVE_RENDER_TASK)
-    )
-    token = uuid.uuid4().hex[:8]
-    batch = put_batch(
-        moto,
-        f"bench/b1-{name}-{token}.jsonl",
-        # An int: a Wait's SecondsPath must be an integer (`1.0` fails the naive execution,
-        # which sends the variables through json.dumps as they are).
-        welcome_rows(rows, f"bench/b1-{name}-{token}", hfTestSeconds=int(seconds)),
-    )
+    api_log = st.logs_dir / "api-server.log"
+    offset = log_offset(api_log)
     watch.reset()
     triggered = datetime.now(UTC)
-    run_id = st.trigger(dag_id, {"batch": batch})
+    run_id = _trigger(st, moto, v, rows, seconds)
     peak = 0
     deadline = time.monotonic() + timeout
     while True:
-        peak = max(peak, watch.running(state_machine_arn))
-        run = st.dag_run(dag_id, run_id)
+        stats = st.pool_stats(v.pool)
+        peak = max(peak, int(stats.get("running_slots", 0)) + int(stats.get("deferred_slots", 0)))
+        run = st.dag_run(v.dag_id, run_id)
         if run["state"] in ("success", "failed"):
             break
         if time.monotonic() > deadline:
-            print(f"[b1] {name}: run still {run['state']} after {timeout:.0f} s", flush=True)
+            print(f"[b1] {v.name}: run still {run['state']} after {timeout:.0f} s", flush=True)
             break
         time.sleep(1.0)
-    # Let any straggler end (a failed run may leave executions behind) before counting.
-    settle = time.monotonic() + seconds + 30
-    while watch.running(state_machine_arn) and time.monotonic() < settle:
-        time.sleep(1.0)
     ended = parse_time(run.get("end_date")) or datetime.now(UTC)
-    execs = [
-        e
-        for e in watch.executions(state_machine_arn)
-        if e.start.timestamp() >= triggered.timestamp() - 1
-    ]
-    by_row = _executions_by_row(watch, execs)
+    tis = st.task_instances(v.dag_id, run_id)
+    renders = [ti for ti in tis if ti.task_id == v.task_id]
+    if warmup:
+        return _empty(v.name, str(run["state"]), len(renders))
+    time.sleep(2.0)  # let the api-server flush its last access lines
+    execs = []
+    if v.uses_sfn:
+        execs = [
+            e
+            for e in watch.executions(state_machine_arn)
+            if e.start.timestamp() >= triggered.timestamp() - 1
+        ]
     calls = watch.server_calls()
-    tis = st.task_instances(dag_id, run_id)
-    renders = [ti for ti in tis if ti.task_id == render_task]
-    finish_lags, launches, queue_waits = [], [], []
-    for ti in renders:
-        ex = by_row.get(ti.map_index)
-        if ex is None or ex.stop is None or ti.end_date is None:
-            continue
-        finish_lags.append(ti.end_date.timestamp() - ex.stop.timestamp())
-        if name == "ours" and ti.start_date is not None:  # ours never resumes on a worker
-            launches.append(ex.start.timestamp() - ti.start_date.timestamp())
-            queued = parse_time(ti.raw.get("queued_when"))
-            if queued is not None:
-                queue_waits.append(ti.start_date.timestamp() - queued.timestamp())
-    phases = {
-        label: round(statistics.median(values), 2)
-        for label, values in (
-            ("executor queue (queued -> task start), median", queue_waits),
-            ("worker launch (task start -> execution start), median", launches),
-            ("finish lag (execution end -> task end), median", finish_lags),
-        )
-        if values
-    }
-    starts = [e.start.timestamp() for e in execs]
-    stops = [e.stop.timestamp() for e in execs if e.stop is not None]
-    durations = [e.stop.timestamp() - e.start.timestamp() for e in execs if e.stop is not None]
+    if execs:
+        intervals = [(e.start.timestamp(), e.stop.timestamp() if e.stop else None) for e in execs]
+        busy = sum(e.stop.timestamp() - e.start.timestamp() for e in execs if e.stop)
+    else:
+        intervals = [
+            (ti.start_date.timestamp(), ti.end_date.timestamp() if ti.end_date else None)
+            for ti in renders
+            if ti.start_date
+        ]
+        busy = float(rows * seconds)
+    starts = [a for a, _ in intervals]
+    stops = [b for _, b in intervals if b is not None]
     span = (max(stops) - min(starts)) if starts and stops else float("nan")
-    n = max(len(execs), 1)
-    ti_states = Counter(str(ti.state) for ti in renders)
-    per_task = {
-        ti.task_id.split(".")[-1]: round((ti.end_date - ti.start_date).total_seconds(), 2)
-        for ti in tis
-        if ti.task_id != render_task and ti.start_date and ti.end_date
-    }
-    slots = int(st.pool_stats(OURS_POOL if name == "ours" else NAIVE_POOL)["slots"])
+    slots = int(st.pool_stats(v.pool)["slots"])
+    parse = parse_ms(task_logs(st, v.dag_id, run_id, v.task_id))
+    api_total, api_routes = _render_api_calls(api_log, offset, renders, v.task_id)
     return VariantResult(
-        name=name,
+        name=v.name,
         run_state=str(run["state"]),
+        tasks=len(renders),
         executions=len(execs),
-        statuses=dict(Counter(e.status for e in execs)),
+        statuses=dict(Counter(e.status for e in execs))
+        if execs
+        else dict(Counter(str(ti.state) for ti in renders)),
         trigger_to_end_s=round((ended - triggered).total_seconds(), 1),
-        trigger_to_first_start_s=round(min(starts) - triggered.timestamp(), 1)
-        if starts
-        else float("nan"),
         first_start_to_last_end_s=round(span, 1),
-        peak_running_sampled=peak,
-        peak_running_exact=peak_overlap(execs),
-        execution_s_median=round(statistics.median(durations), 2) if durations else float("nan"),
-        idle_slot_s_per_row=round((slots * span - sum(durations)) / n, 2),
-        finish_lag_s_mean=round(statistics.fmean(finish_lags), 2) if finish_lags else float("nan"),
-        ti_phases_s=phases,
+        peak_slots_sampled=peak,
+        peak_running_exact=peak_overlap(intervals),
+        idle_slot_s_per_row=round((slots * span - busy) / max(rows, 1), 2),
+        parse_ms_median=round(median(parse), 1),
+        parse_ms_count=len(parse),
+        exec_api_per_task=round(api_total / max(len(renders), 1), 2),
+        exec_api_routes={k: round(c / max(len(renders), 1), 2) for k, c in api_routes.items()},
         sfn_calls=sfn_calls(calls),
-        s3_calls=sum(v for k, v in calls.items() if k.startswith("s3:")),
-        render_tis=dict(ti_states),
-        task_s=per_task,
+        phases_s=_phases(renders, execs, v),
+        other_tasks_s={
+            ti.task_id.split(".")[-1]: round((ti.end_date - ti.start_date).total_seconds(), 2)
+            for ti in tis
+            if ti.task_id != v.task_id and ti.start_date and ti.end_date
+        },
     )
 
 
-def _executions_by_row(watch: MotoWatch, execs: list[Execution]) -> dict[int, Execution]:
-    """Executions by row index (= map index: one row per task in both DAGs), read from the
-    `OutputS3Uri` in each execution's input (`.../000042.mp4`)."""
-    out: dict[int, Execution] = {}
-    for ex in execs:
-        doc = watch.client.describe_execution(executionArn=ex.arn)
-        watch.own_calls["states:DescribeExecution"] += 1
-        key = json.loads(doc["input"])["OutputS3Uri"].rsplit("/", 1)[-1]
-        out[int(key.split(".", 1)[0])] = ex
+def _empty(name: str, state: str, tasks: int) -> VariantResult:
+    nan = float("nan")
+    return VariantResult(name, state, tasks, 0, {}, nan, nan, 0, 0, nan, nan, 0, nan, {}, {})
+
+
+def _render_api_calls(
+    log: Path, offset: int, renders: list[TaskInstanceInfo], task_id: str
+) -> tuple[int, Counter[str]]:
+    """Execution API requests made for the render task instances: paths that name one of
+    their ids, or XCom paths of the render task."""
+    ids = {str(ti.raw.get("id")) for ti in renders if ti.raw.get("id")}
+    counts: Counter[str] = Counter()
+    for key, n in execution_api_calls_raw(log, offset).items():
+        method, path = key
+        parts = path.split("/")
+        mine = any(i in path for i in ids) or (
+            len(parts) > 5 and parts[2] == "xcoms" and parts[5] == task_id
+        )
+        if mine:
+            counts[f"{method} {route(path)}"] += n
+    return sum(counts.values()), counts
+
+
+def execution_api_calls_raw(log: Path, offset: int) -> Counter[tuple[str, str]]:
+    """(method, concrete path) counts: `execution_api_calls` before routes are folded."""
+    from benchmarks._support import _METHOD, _PATH
+
+    counts: Counter[tuple[str, str]] = Counter()
+    with log.open("rb") as fh:
+        fh.seek(offset)
+        for raw in fh:
+            line = raw.decode(errors="replace")
+            if "request finished" not in line or "/execution/" not in line:
+                continue
+            path, method = _PATH.search(line), _METHOD.search(line)
+            if path:
+                counts[(method.group(1) if method else "?", path.group(1))] += 1
+    return counts
+
+
+def _phases(renders: list[TaskInstanceInfo], execs: list[Any], v: Variant) -> dict[str, float]:
+    """Median render task start -> end, and for one-row tasks the slot's overheads around its
+    execution: task start -> execution start, execution end -> task end."""
+    durations = [
+        (ti.end_date - ti.start_date).total_seconds()
+        for ti in renders
+        if ti.start_date and ti.end_date
+    ]
+    out = {"render task start -> end": round(median(durations), 2)}
+    if execs and v.rows_per_task == 1 and len(execs) == len(renders):
+        # One execution per task: pair them in start order (good enough for medians).
+        task_starts = sorted(ti.start_date.timestamp() for ti in renders if ti.start_date)
+        exec_starts = sorted(e.start.timestamp() for e in execs)
+        lead = [e - t for t, e in zip(task_starts, exec_starts, strict=False)]
+        out["task start -> execution start (paired by order)"] = round(median(lead), 2)
     return out
 
 
 # -- the report ----------------------------------------------------------------------------------
 
 
-def to_markdown(result: B1Result, *, command: str) -> str:
+def to_markdown(result: B1Result, *, command: str, load_note: str) -> str:
     ideal = result.ideal_s
-    n = result.rows
-    by_name = {v.name: v for v in result.variants}
-
-    def row(v: VariantResult) -> str:
-        total = sum(v.sfn_calls.values())
-        detail = ", ".join(f"{k} {c / max(v.executions, 1):.2f}" for k, c in v.sfn_calls.items())
-        label = (
-            f"ours: `render_batch`, poll_interval={result.poll_interval:g}"
-            if v.name == "ours"
-            else f"naive: mapped `StepFunctionStartExecutionOperator`, "
-            f"waiter_delay={result.waiter_delay}"
-        )
-        return (
-            f"| {label} | {v.run_state}, {v.executions} executions {v.statuses} "
-            f"| {v.trigger_to_end_s:.1f} | {v.trigger_to_end_s / ideal:.2f} "
-            f"| {v.first_start_to_last_end_s:.1f} | {v.first_start_to_last_end_s / ideal:.2f} "
-            f"| {v.trigger_to_first_start_s:.1f} | {v.peak_running_sampled} / "
-            f"{v.peak_running_exact} | {v.idle_slot_s_per_row:.2f} "
-            f"| {total / max(v.executions, 1):.2f} ({detail}) |"
-        )
-
+    labels = {
+        "floor": "Airflow's floor: trivial operator, defers at once, trigger sleeps and ends "
+        "the task",
+        "naive": "naive: mapped `StepFunctionStartExecutionOperator`, deferrable, waiter_delay=5",
+        "ours": "`render_batch`, one render task per row",
+        "lanes": "`render_batch(rows_per_task=10)`, lanes (LANES)",
+    }
+    table = Table(
+        [
+            "stack",
+            "variant",
+            "outcome",
+            "trigger -> run end (s)",
+            "x ideal",
+            "x floor",
+            "first start -> last end (s)",
+            "peak running: slots sampled / exact",
+            "idle slot-s per row",
+            "render tasks' median `dag_file_parse_ms` (n)",
+            "Execution API calls per render task",
+            "SFN calls per row",
+        ]
+    )
+    for stack in result.stacks:
+        floor = next((v for v in stack.variants if v.name == "floor"), None)
+        for v in stack.variants:
+            x_floor = fmt(v.trigger_to_end_s / floor.trigger_to_end_s, 2) if floor else "n/a"
+            per_row = ", ".join(
+                f"{k} {c / max(result.rows, 1):.2f}" for k, c in v.sfn_calls.items()
+            )
+            table.add(
+                stack.spec.label,
+                labels[v.name].replace("LANES", _lane_note(result)),
+                f"{v.run_state}, {v.tasks} tasks, {v.statuses}",
+                fmt(v.trigger_to_end_s),
+                fmt(v.trigger_to_end_s / ideal, 2),
+                x_floor,
+                fmt(v.first_start_to_last_end_s),
+                f"{v.peak_slots_sampled} / {v.peak_running_exact}",
+                fmt(v.idle_slot_s_per_row, 2),
+                f"{fmt(v.parse_ms_median, 0)} ({v.parse_ms_count})",
+                fmt(v.exec_api_per_task, 1),
+                per_row or "none",
+            )
     lines = [
-        f"## {SECTION_ID}: Lambda batch makespan vs ideal, ours vs the naive mapped operator",
+        f"## {SECTION_ID}: Lambda batch makespan vs ideal and vs Airflow's floor",
         "",
         f"Measured {result.started_at} with `{command}`.",
         "",
-        f"Machine: {machine_line()}. One real Airflow stack (api-server, scheduler, "
-        f"dag-processor, triggerer; LocalExecutor, SQLite, `parallelism={result.parallelism}`) "
-        "and one moto server (counting calls) standing in for AWS; the DAGs "
-        "(`benchmarks/dags/hf_bench_ours.py`, `hf_bench_naive.py`) ran on that stack one after "
-        f"the other, each after a 2-row warm-up run. Code: {result.code}.",
+        f"Machine: {machine_line()}. Code: {result.code}; bytecode: {result.bytecode} (and the "
+        "snapshot compiled). Per stack: one real Airflow stack (api-server, scheduler, "
+        f"dag-processor, triggerer; LocalExecutor, `parallelism={result.parallelism}`) and one "
+        "moto server (counting calls) standing in for AWS; the variants ran one after the "
+        "other on it, each after a 2-row warm-up run. PostgreSQL is a private Debian "
+        "`postgresql` 15 cluster started by the benchmark (fsync off).",
         "",
-        f"Workload: {n} rows, each an execution of the test state machine that lasts "
-        f"{result.seconds:g} s (`hfTestSeconds`), pool of {result.slots} slots with "
-        f"`include_deferred` per variant. Ideal = ceil({n}/{result.slots}) x "
-        f"{result.seconds:g} s = **{ideal:g} s**. Nothing is asserted; read the ratios.",
+        f"Workload: {result.rows} rows, each an execution lasting {result.seconds} s "
+        f"(`hfTestSeconds`; the floor's trigger sleeps as long), a pool of {result.slots} slots "
+        f"with `include_deferred` per variant. Ideal = ceil({result.rows}/{result.slots}) x "
+        f"{result.seconds} s = **{ideal:g} s**. Nothing is asserted; read the ratios.",
         "",
-        "| approach | outcome | trigger -> run end (s) | x ideal | first start -> last end (s) "
-        "| x ideal | trigger -> first start (s) | peak RUNNING sampled / exact "
-        "| idle slot-s per row | SFN calls per render |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        table.render(),
+        "",
     ]
-    lines += [row(v) for v in result.variants]
-    lines.append("")
-    ours, naive = by_name.get("ours"), by_name.get("naive")
-    if ours and naive:
+    for stack in result.stacks:
+        for v in stack.variants:
+            routes = ", ".join(f"`{k}` {c:g}" for k, c in sorted(v.exec_api_routes.items()))
+            lines.append(
+                f"- {stack.spec.label}, {v.name}: Execution API per render task: "
+                f"{routes or 'none'}; "
+                f"phases (median): "
+                + ", ".join(f"{k} {s:g} s" for k, s in v.phases_s.items())
+                + "; other tasks: "
+                + (", ".join(f"{k} {s:g} s" for k, s in v.other_tasks_s.items()) or "none")
+                + "."
+            )
         lines.append(
-            f"- Side by side: ours / naive = "
-            f"{ours.trigger_to_end_s / naive.trigger_to_end_s:.2f} (trigger -> run end), "
-            f"{ours.first_start_to_last_end_s / naive.first_start_to_last_end_s:.2f} "
-            "(first start -> last end)."
-        )
-    need = result.slots / result.seconds
-    rates = ", ".join(
-        f"{v.name} {v.executions / v.first_start_to_last_end_s:.2f}"
-        for v in result.variants
-        if v.first_start_to_last_end_s
-    )
-    short = [v.name for v in result.variants if v.peak_running_exact < result.slots]
-    verdict = (
-        f"{' and '.join(short)} never filled the pool (peak RUNNING below {result.slots}), "
-        f"so {'they are' if len(short) > 1 else 'it is'} bound by how fast Airflow gets a "
-        "render task from queued to StartExecution on this machine (ours: one worker "
-        "launch per row; naive: two), not by the pool. Longer renders need fewer starts "
-        "per second, so the ratio to ideal falls as renders grow."
-        if short
-        else "Both filled the pool at their peak."
-    )
-    lines.append(
-        f"- Reading: keeping {result.slots} slots busy with {result.seconds:g} s renders needs "
-        f"{need:.2f} renders started per second; achieved (rows / first start -> last end): "
-        f"{rates}. {verdict}"
-    )
-    for v in result.variants:
-        lines.append(
-            f"- {v.name}: render task instances {v.render_tis}; median execution "
-            f"{v.execution_s_median:.2f} s; S3 calls {v.s3_calls}; other tasks "
-            + (", ".join(f"{k} {s:.2f} s" for k, s in v.task_s.items()) or "none")
-            + "; per render task: "
-            + ", ".join(f"{k} {s:.2f} s" for k, s in v.ti_phases_s.items())
-            + "."
+            f"- {stack.spec.label}: stack start-up (not in the makespans) "
+            f"{stack.startup_s.get('total')} s."
+            + (f" Measured from {stack.started_at}." if stack.started_at else "")
+            + (f" {stack.load}" if stack.load else "")
+            + (f" **This stack failed**: {stack.error}" if stack.error else "")
         )
     lines += [
-        "- *Idle slot-s per row* = (slots x (first start -> last end) - sum of execution "
-        "durations) / rows: how long a pool slot sits without a running execution per row "
-        "(task launch, scheduling, the poll lag after the execution ended). Zero is the ideal. "
-        "Per render task: *finish lag* = execution end -> task end (status poll, trigger "
-        "event, and for the naive operator a second worker launch to run `execute_complete`, "
-        "which is why its task start is not comparable and only ours shows the launch); "
-        "*worker launch* = task start -> execution start (task process, DAG parse, "
-        "StartExecution); *executor queue* = queued -> task start (`parallelism` slots).",
-        "- Peak RUNNING: sampled = `ListExecutions(RUNNING)` every second (those calls are "
-        "left out of the call counts); exact = maximum overlap of the executions' start/stop "
-        "dates.",
-        f"- Stack start-up (not in the makespans): {result.startup_s.get('total')} s.",
+        "- *x floor* = trigger -> run end over the floor's in the same stack. *Idle slot-s per "
+        "row* = (slots x (first start -> last end) - busy seconds) / rows, busy = the "
+        "executions' own durations (the floor: rows x seconds): how long a pool slot holds no "
+        "running render, per row. *Peak running*: pool slots in use (running + deferred, "
+        "sampled each second) / most executions (the floor: task instances) overlapping, from "
+        "their start and stop dates.",
+        '- `dag_file_parse_ms`: from every render task log\'s "Worker startup parse complete" '
+        "line (the naive operator's tasks are launched twice: start, then `execute_complete`). "
+        "Execution API calls: the api-server's access log lines under `/execution/` that name a "
+        "render task instance's id, or its task's XComs; the triggerer's own calls go through "
+        "its in-process API client and are not in that log.",
+        f"- {load_note}",
         "",
     ]
     return "\n".join(lines)
+
+
+def _lane_note(result: B1Result) -> str:
+    return f"{-(-result.rows // 10)} tasks of 10 rows"

@@ -108,7 +108,8 @@ class AirflowStack:
 
     Ports are picked free, so several stacks can run at once. `env` is applied last and may
     override any setting (e.g. `AIRFLOW__CORE__PARALLELISM`). `startup_seconds` records how long
-    `db migrate` and the wait for health took.
+    `db migrate` and the wait for health took. `database` is a SQLAlchemy URL for the metadata
+    DB (e.g. `devstack.postgres.PostgresServer.sqlalchemy_url()`); default: SQLite in `home`.
     """
 
     def __init__(
@@ -120,8 +121,10 @@ class AirflowStack:
         *,
         startup_timeout_s: float = 240.0,
         stop_timeout_s: float = 20.0,
+        database: str | None = None,
     ) -> None:
         self.home = Path(home).resolve()
+        self.database = database
         self.dags_folder = Path(dags_folder).resolve()
         self.parallelism = parallelism
         self.startup_timeout_s = startup_timeout_s
@@ -165,7 +168,8 @@ class AirflowStack:
                 STACK_COOKIE: self.stack_id,
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database
+                or f"sqlite:///{self.home / 'airflow.db'}",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__UNIT_TEST_MODE": "False",

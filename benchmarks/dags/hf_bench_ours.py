@@ -1,18 +1,22 @@
-"""Benchmark DAG `hf_bench_ours` (B1 makespan, B4 dispatch): `render_batch(backend="lambda")`.
+"""Benchmark DAGs for `render_batch(backend="lambda")` against a moto server (B1, B4, scale).
 
-Runs on a real Airflow stack against a moto server standing in for AWS (the benchmark passes its
-`AIRFLOW_CONN_HYPERFRAMES_DEFAULT` to every component). Each row's variables choose how long its
-execution lasts on the test state machine (`hfTestSeconds` N, or `hfTestFate: "hang"`). Settings
-come from the stack's environment, read when the file is parsed: pool `HF_BENCH_OURS_POOL`,
-`max_concurrent=HF_BENCH_MAX_CONCURRENT` (the row count, so only the pool caps),
-`poll_interval=HF_BENCH_POLL_INTERVAL`. The naive DAG lives in its own file
-(`hf_bench_naive.py`) so it never depends on this package being importable.
+- `hf_bench_ours`: one mapped render task per row (the default);
+- `hf_bench_lanes`: lanes, `rows_per_task=HF_BENCH_ROWS_PER_TASK` (default 10).
+
+The benchmark passes the moto server's `AIRFLOW_CONN_HYPERFRAMES_DEFAULT` to every component.
+Each row's variables choose how long its execution lasts on the test state machine
+(`hfTestSeconds` N, or `hfTestFate: "hang"`). Settings, read when the file is parsed: pools
+`HF_BENCH_OURS_POOL` / `HF_BENCH_LANES_POOL`, `max_concurrent=HF_BENCH_MAX_CONCURRENT` (far
+above the pool, so only the pool caps), `poll_interval=HF_BENCH_POLL_INTERVAL` (the watcher's
+longest gap; default the factory's own). Only `airflow.sdk` and `hyperframes_airflow.batch` are
+imported, as a DAG author's file would.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import DAG, Param
 
@@ -21,31 +25,37 @@ from hyperframes_airflow.contract.config import RenderConfig
 
 REPO = Path(__file__).resolve().parents[2]
 WELCOME = REPO / "examples" / "templates" / "welcome"
-CONN_ID = "hyperframes_default"
 
-OURS_POOL = os.environ.get("HF_BENCH_OURS_POOL", "bench_ours")
-MAX_CONCURRENT = int(os.environ.get("HF_BENCH_MAX_CONCURRENT", "200"))
-POLL_INTERVAL = float(os.environ.get("HF_BENCH_POLL_INTERVAL", "5"))
-
-with DAG(
-    dag_id="hf_bench_ours",
-    schedule=None,
-    catchup=False,
-    max_active_runs=1,
-    tags=["hyperframes", "benchmark"],
-    params={
-        "batch": Param("", type="string", description="Batch JSONL URI (s3://...)"),
-        "project": Param(str(WELCOME), type="string"),
+MAX_CONCURRENT = int(os.environ.get("HF_BENCH_MAX_CONCURRENT", "100000"))
+POLL = os.environ.get("HF_BENCH_POLL_INTERVAL")
+COMMON: dict[str, Any] = {"poll_interval": float(POLL)} if POLL else {}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "hf_bench_ours": {"pool": os.environ.get("HF_BENCH_OURS_POOL", "bench_ours")},
+    "hf_bench_lanes": {
+        "pool": os.environ.get("HF_BENCH_LANES_POOL", "bench_lanes"),
+        "rows_per_task": int(os.environ.get("HF_BENCH_ROWS_PER_TASK", "10")),
     },
-    doc_md=__doc__,
-):
-    render_batch(
-        project_dir="{{ params.project }}",
-        batch="{{ params.batch }}",
-        config=RenderConfig(width=640, height=360, fps=30),
-        backend="lambda",
-        conn_id=CONN_ID,
-        pool=OURS_POOL,
-        max_concurrent=MAX_CONCURRENT,
-        poll_interval=POLL_INTERVAL,
-    )
+}
+
+for dag_id, options in VARIANTS.items():
+    with DAG(
+        dag_id=dag_id,
+        schedule=None,
+        catchup=False,
+        max_active_runs=1,
+        tags=["hyperframes", "benchmark"],
+        params={
+            "batch": Param("", type="string", description="Batch JSONL URI (s3://...)"),
+            "project": Param(str(WELCOME), type="string"),
+        },
+        doc_md=__doc__,
+    ):
+        render_batch(
+            project_dir="{{ params.project }}",
+            batch="{{ params.batch }}",
+            config=RenderConfig(width=640, height=360, fps=30),
+            backend="lambda",
+            max_concurrent=MAX_CONCURRENT,
+            **COMMON,
+            **options,
+        )

@@ -364,12 +364,21 @@ class AirflowStack:
         raise StackError(f"worker {name} not ready after {self.startup_timeout_s:g} s")
 
     def worker_processes(self, name: str) -> list[int]:
-        """Live processes of worker `name`: the worker, its pool, task processes, renders."""
+        """Live processes of worker `name`: the worker, its pool, task processes, renders.
+
+        Found by the worker's session (Celery and Airflow set process titles, which overwrites
+        what /proc shows of their environment) and by its cookie (renders and Chrome start
+        sessions of their own, but keep the environment they were exec'd with)."""
+        proc = self.worker_procs.get(name)
+        session = proc.pid if proc is not None else None
         needle = f"{WORKER_COOKIE}={name}".encode()
         found: list[int] = []
         for pid in all_pids():
             stat = proc_stat(pid)
             if stat is None or stat[0] in ("Z", "X"):
+                continue
+            if session is not None and stat[2] == session:
+                found.append(pid)
                 continue
             try:
                 environ = Path(f"/proc/{pid}/environ").read_bytes()

@@ -234,6 +234,9 @@ def test_a_machine_fetches_a_site_once_even_for_two_tasks_at_once(
     handle = root.deploy_site(TEMPLATE, sid)
     assert handle.uploaded and handle.project_uri == f"s3://{hf_conn.bucket}/cache/{site_key(sid)}"
     assert not root.deploy_site(TEMPLATE, sid).uploaded  # once per content hash
+    from hyperframes_airflow.contract.composition import read_composition
+
+    assert root.site_composition(sid) == read_composition(TEMPLATE)  # read from the tarball
     uri = f"s3://{hf_conn.bucket}/cache"
     hf_conn.reset_calls()
     # Two tasks of one worker (one cache dir), started together, then a second machine.
@@ -299,3 +302,27 @@ def test_an_object_is_reused_only_while_it_is_the_one_recorded(
     assert not root.holds("v/a.mp4", record)
     assert not root.holds("v/missing.mp4", record)
     assert root.read_record("v/missing.mp4") is None
+
+
+def test_a_site_deployed_under_a_chosen_name_is_fetched_again_when_redeployed(
+    hf_conn: MotoStack, tmp_path: Path
+) -> None:
+    """`render_batch(site_id="release-1")`: the name is not a content hash, so the same name
+    may hold new content after a redeploy, and a worker must not keep rendering the old one."""
+    root = _root(hf_conn, "named")
+    cache = tmp_path / "cache"
+    versions = []
+    for title in ("first", "second"):
+        project = tmp_path / title
+        project.mkdir()
+        (project / "index.html").write_text(f"<html><body>{title}</body></html>")
+        tarball = tmp_path / f"{title}.tar.gz"
+        build_tarball(project, tarball)
+        root.upload(tarball, site_key("release-1"))  # what `hyperframes-airflow deploy` does
+        cached = cached_site(root, "release-1", cache)
+        assert (cached / "index.html").read_text() == f"<html><body>{title}</body></html>"
+        assert cached_site(root, "release-1", cache) == cached  # the same version: reused
+        versions.append(cached)
+    assert versions[0] != versions[1] and versions[0].is_dir()  # a running render keeps its copy
+    with pytest.raises(FileNotFoundError, match="release-2 is not deployed"):
+        cached_site(root, "release-2", cache)

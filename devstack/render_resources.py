@@ -1,0 +1,195 @@
+"""What a local render costs a worker: CPU and memory of its whole process tree, measured.
+
+A render is the CLI (node), Chrome (browser, renderer, GPU and utility processes, detached in
+their own session) and ffmpeg; every one of them carries the render's environment cookie
+(`MARKER_ENV`), so the tree is found in /proc wherever Chrome was reparented. Memory is sampled
+every `interval_s` from `/proc/<pid>/smaps_rollup`: RSS (what `top` shows, counting pages Chrome's
+processes share once per process) and PSS (shared pages split between their users: the sum is
+what the tree really occupies). CPU is what the renders' processes consumed (user + system,
+from the kernel's accounting of reaped children), so it does not depend on what else runs.
+
+    uv run --frozen python -m devstack.render_resources --concurrency 1 2 --runs 3
+
+renders the example template with `render_local` (the backend's own call and defaults),
+one at a time and then N at once, and prints one JSON line per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hyperframes_airflow.backends.local_cli import MARKER_ENV, all_pids, proc_stat
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "examples" / "templates" / "welcome"
+MIB = 1024 * 1024
+
+
+def memory_kib(pid: int) -> tuple[int, int] | None:
+    """(RSS, PSS) of one process in KiB, from smaps_rollup; None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    rss = pss = 0
+    for line in text.splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+def has_env(pid: int, name: str, value: str | None = None) -> bool:
+    """True when process `pid` carries `name` (with `value`, or any value) in its environment."""
+    try:
+        items = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if value is not None:
+        return f"{name}={value}".encode() in items
+    prefix = f"{name}=".encode()
+    return any(item.startswith(prefix) for item in items)
+
+
+def render_pids() -> list[int]:
+    """Every live process of any render (CLI, Chrome, ffmpeg): they carry the render cookie."""
+    found = []
+    for pid in all_pids():
+        stat = proc_stat(pid)
+        if stat is not None and stat[0] not in ("Z", "X") and has_env(pid, MARKER_ENV):
+            found.append(pid)
+    return found
+
+
+@dataclass
+class Peak:
+    """The largest sums seen over a set of processes, and how many processes that was."""
+
+    rss_kib: int = 0
+    pss_kib: int = 0
+    processes: int = 0
+
+    def add(self, pids: Iterable[int]) -> None:
+        rss = pss = count = 0
+        for pid in pids:
+            found = memory_kib(pid)
+            if found is not None:
+                rss, pss, count = rss + found[0], pss + found[1], count + 1
+        self.rss_kib = max(self.rss_kib, rss)
+        self.pss_kib = max(self.pss_kib, pss)
+        self.processes = max(self.processes, count)
+
+    def as_mib(self) -> dict[str, float | int]:
+        return {
+            "peak_rss_mib": round(self.rss_kib / 1024, 1),
+            "peak_pss_mib": round(self.pss_kib / 1024, 1),
+            "peak_processes": self.processes,
+        }
+
+
+@dataclass
+class TreeSampler:
+    """Samples the peaks of named groups of processes in a background thread.
+
+    :param groups: name -> a function listing the group's pids now.
+    :param interval_s: Seconds between samples.
+    """
+
+    groups: dict[str, Callable[[], Iterable[int]]]
+    interval_s: float = 0.1
+    peaks: dict[str, Peak] = field(default_factory=dict)
+    samples: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> TreeSampler:
+        self.peaks = {name: Peak() for name in self.groups}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, list_pids in self.groups.items():
+                self.peaks[name].add(list_pids())
+            self.samples += 1
+            self._stop.wait(self.interval_s)
+
+
+def measure(concurrency: int, *, workdir: Path, interval_s: float = 0.1) -> dict[str, Any]:
+    """Render the example template `concurrency` times at once with `render_local` (the local
+    backend's call, its defaults: one capture worker, no GPU probe); CPU, memory and wall."""
+    from hyperframes_airflow.backends.local_cli import find_toolchain, render_local
+
+    toolchain = find_toolchain()
+    problems = toolchain.problems()
+    if problems:
+        raise SystemExit(f"local renderer not installed: {problems}")
+
+    def one(index: int) -> float:
+        result = render_local(
+            toolchain=toolchain,
+            project_dir=TEMPLATE,
+            output_path=workdir / f"c{concurrency}" / f"{index}.mp4",
+            variables={"title": f"Measured #{index}", "name": "Ada"},
+            fps=None,
+            quality=None,
+            timeout_s=600,
+        )
+        return result.render_seconds
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    with (
+        TreeSampler({"renders": render_pids}, interval_s=interval_s) as sampler,
+        ThreadPoolExecutor(concurrency) as pool,
+    ):
+        seconds = list(pool.map(one, range(concurrency)))
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "concurrency": concurrency,
+        "wall_s": round(wall, 2),
+        "render_s": [round(s, 2) for s in seconds],
+        "cpu_s": round(cpu, 2),
+        "cpu_s_per_render": round(cpu / concurrency, 2),
+        "avg_cores": round(cpu / wall, 2),
+        "seconds_per_video": round(wall / concurrency, 2),
+        "samples": sampler.samples,
+        **sampler.peaks["renders"].as_mib(),
+        "cores": os.cpu_count(),
+        "load_avg_1m_before": round(os.getloadavg()[0], 2),
+    }
+
+
+def main() -> None:  # pragma: no cover - run by hand, see the module docstring
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hf-measure-") as tmp:
+        for _ in range(args.runs):
+            for concurrency in args.concurrency:
+                print(json.dumps(measure(concurrency, workdir=Path(tmp))), flush=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -49,6 +49,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from devstack.render_resources import with_descendants
 from hyperframes_airflow.backends.local_cli import all_pids, proc_stat
 
 STACK_COOKIE = "HYPERFRAMES_AIRFLOW_STACK_ID"
@@ -367,8 +368,9 @@ class AirflowStack:
         """Live processes of worker `name`: the worker, its pool, task processes, renders.
 
         Found by the worker's session (Celery and Airflow set process titles, which overwrites
-        what /proc shows of their environment) and by its cookie (renders and Chrome start
-        sessions of their own, but keep the environment they were exec'd with)."""
+        what /proc shows of their environment), by its cookie (renders and Chrome start
+        sessions of their own, but keep the environment they were exec'd with), and as their
+        descendants (Chrome retitles the renderers it forks)."""
         proc = self.worker_procs.get(name)
         session = proc.pid if proc is not None else None
         needle = f"{WORKER_COOKIE}={name}".encode()
@@ -386,7 +388,7 @@ class AirflowStack:
                 continue
             if needle in environ.split(b"\0"):
                 found.append(pid)
-        return found
+        return with_descendants(found)
 
     def crash_worker(self, name: str, timeout_s: float = 10.0) -> list[int]:
         """SIGKILL every process of worker `name` at once (its machine dying: no warm
@@ -557,7 +559,7 @@ class AirflowStack:
                 continue
             if needle in environ.split(b"\0"):
                 found.append(pid)
-        return found
+        return with_descendants(found)
 
     def log_tail(self, component: str, lines: int = 60) -> str:
         """The end of a component's log, for assertion messages."""

@@ -23,32 +23,35 @@ import resource
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hyperframes_airflow.backends.local_cli import MARKER_ENV, all_pids, proc_stat
+from hyperframes_airflow.backends.local_cli import MARKER_ENV, all_pids, marked_processes, proc_stat
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "examples" / "templates" / "welcome"
 MIB = 1024 * 1024
 
 
-def memory_kib(pid: int) -> tuple[int, int] | None:
-    """(RSS, PSS) of one process in KiB, from smaps_rollup; None when it is gone."""
+def memory_kib(pid: int) -> tuple[int, int, int] | None:
+    """(RSS, PSS, USS) of one process in KiB, from smaps_rollup; None when it is gone. USS
+    (its private pages) does not depend on what else runs; PSS does, a little: pages shared
+    with other programs (another Chrome) are split with them too."""
     try:
         text = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except OSError:
         return None
-    rss = pss = 0
+    values = dict.fromkeys(("Rss:", "Pss:", "Private_Clean:", "Private_Dirty:"), 0)
     for line in text.splitlines():
-        if line.startswith("Rss:"):
-            rss = int(line.split()[1])
-        elif line.startswith("Pss:"):
-            pss = int(line.split()[1])
-    return rss, pss
+        name, _, rest = line.partition(" ")
+        if name in values:
+            values[name] = int(rest.split()[0])
+    uss = values["Private_Clean:"] + values["Private_Dirty:"]
+    return values["Rss:"], values["Pss:"], uss
 
 
 def has_env(pid: int, name: str, value: str | None = None) -> bool:
@@ -63,14 +66,47 @@ def has_env(pid: int, name: str, value: str | None = None) -> bool:
     return any(item.startswith(prefix) for item in items)
 
 
-def render_pids() -> list[int]:
-    """Every live process of any render (CLI, Chrome, ffmpeg): they carry the render cookie."""
-    found = []
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every live process."""
+    parents: dict[int, int] = {}
+    for pid in all_pids():
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2 :].split()
+        if len(fields) > 1 and fields[0] not in ("Z", "X"):
+            parents[pid] = int(fields[1])
+    return parents
+
+
+def with_descendants(roots: Iterable[int]) -> list[int]:
+    """`roots` and every process below them. Chrome retitles its zygote-forked children
+    (renderers, GPU), which overwrites what /proc shows of their environment, so the render
+    cookie alone misses them: they are found as descendants of the processes that carry it."""
+    parents = _parents()
+    found = {pid for pid in roots if pid in parents}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in found and pid not in found:
+                found.add(pid)
+                grew = True
+    return sorted(found)
+
+
+def render_pids(owner: str | None = None) -> list[int]:
+    """Live processes of renders (CLI, Chrome and its children, ffmpeg); with `owner`, only
+    the renders `render_local(owner=...)` started (not other users' renders)."""
+    if owner is not None:
+        return with_descendants(marked_processes(owner, prefix=True))
+    marked = []
     for pid in all_pids():
         stat = proc_stat(pid)
         if stat is not None and stat[0] not in ("Z", "X") and has_env(pid, MARKER_ENV):
-            found.append(pid)
-    return found
+            marked.append(pid)
+    return with_descendants(marked)
 
 
 @dataclass
@@ -79,22 +115,26 @@ class Peak:
 
     rss_kib: int = 0
     pss_kib: int = 0
+    uss_kib: int = 0
     processes: int = 0
 
     def add(self, pids: Iterable[int]) -> None:
-        rss = pss = count = 0
+        rss = pss = uss = count = 0
         for pid in pids:
             found = memory_kib(pid)
             if found is not None:
-                rss, pss, count = rss + found[0], pss + found[1], count + 1
+                rss, pss, uss = rss + found[0], pss + found[1], uss + found[2]
+                count += 1
         self.rss_kib = max(self.rss_kib, rss)
         self.pss_kib = max(self.pss_kib, pss)
+        self.uss_kib = max(self.uss_kib, uss)
         self.processes = max(self.processes, count)
 
     def as_mib(self) -> dict[str, float | int]:
         return {
             "peak_rss_mib": round(self.rss_kib / 1024, 1),
             "peak_pss_mib": round(self.pss_kib / 1024, 1),
+            "peak_uss_mib": round(self.uss_kib / 1024, 1),
             "peak_processes": self.processes,
         }
 
@@ -142,6 +182,7 @@ def measure(concurrency: int, *, workdir: Path, interval_s: float = 0.1) -> dict
     problems = toolchain.problems()
     if problems:
         raise SystemExit(f"local renderer not installed: {problems}")
+    owner = f"measure{uuid.uuid4().hex[:5]}"  # this run's renders, told apart from any other
 
     def one(index: int) -> float:
         result = render_local(
@@ -152,13 +193,14 @@ def measure(concurrency: int, *, workdir: Path, interval_s: float = 0.1) -> dict
             fps=None,
             quality=None,
             timeout_s=600,
+            owner=owner,
         )
         return result.render_seconds
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     with (
-        TreeSampler({"renders": render_pids}, interval_s=interval_s) as sampler,
+        TreeSampler({"renders": lambda: render_pids(owner)}, interval_s=interval_s) as sampler,
         ThreadPoolExecutor(concurrency) as pool,
     ):
         seconds = list(pool.map(one, range(concurrency)))

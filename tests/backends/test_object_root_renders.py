@@ -18,15 +18,22 @@ import pytest
 
 from devstack.airflow_stack import template_variant
 from devstack.moto_stack import MotoStack
+from hyperframes_airflow.backends.local import LocalBackend
 from hyperframes_airflow.backends.local_cli import Toolchain, find_toolchain, probe_video
+from hyperframes_airflow.contract.config import RenderConfig
+from hyperframes_airflow.contract.plan import load_project, plan_batch
+from hyperframes_airflow.contract.rows import BatchSpec, Lane
+from hyperframes_airflow.contract.site import site_id
+from hyperframes_airflow.storage import open_batch
 from tests.airflow_helpers import run_dag
 
 CONN_ID = "hyperframes_default"
-pytestmark = pytest.mark.slow
+DAG_ID = "hf_reruns"
 
 
 @pytest.fixture(scope="module")
 def toolchain() -> Toolchain:
+    """The render toolchain; a test that renders is slow and asks for it."""
     found = find_toolchain()
     problems = found.problems()
     if problems:
@@ -65,6 +72,7 @@ def _write_batch(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_batch_renders_into_the_bucket_and_its_manifest_lands_there(
     toolchain: Toolchain, hf_conn: MotoStack, tmp_path: Path, cache_dir: Path
@@ -72,8 +80,6 @@ def test_a_batch_renders_into_the_bucket_and_its_manifest_lands_there(
     from airflow.sdk import DAG
 
     from hyperframes_airflow.batch import render_batch
-    from hyperframes_airflow.contract.config import RenderConfig
-    from hyperframes_airflow.contract.site import site_id
 
     project = template_variant(tmp_path / "template", duration_s=1)
     rows: list[dict[str, Any]] = [
@@ -131,54 +137,57 @@ def test_a_batch_renders_into_the_bucket_and_its_manifest_lands_there(
     assert not Path("hyperframes-output").exists() and not (tmp_path / "videos").exists()
 
 
+def _planned(
+    backend: LocalBackend, project: Path, batch: Path, run_id: str
+) -> tuple[BatchSpec, Lane]:
+    """The batch's spec and its one lane, planned exactly as prepare_batch plans them."""
+    composition, sid = load_project(project)
+    resolved = backend.resolve(site_id=sid, config=RenderConfig(width=640, height=360, fps=30))
+    with open_batch(str(batch)) as handle:
+        plan = plan_batch(
+            handle,
+            config=resolved.config,
+            composition=composition,
+            site_id=sid,
+            dag_id=DAG_ID,
+            run_id=run_id,
+            strict_variables=False,
+            bucket=resolved.digest_bucket,
+        )
+    spec = BatchSpec(
+        backend="local",
+        source=str(batch),
+        format="mp4",
+        site_id=sid,
+        project_uri=resolved.project_uri,
+        digest_bucket=resolved.digest_bucket,
+        config=resolved.config.to_wire(),
+        local_root=resolved.local_root,
+        source_conn_id=CONN_ID,
+    )
+    return spec, Lane(rows=[r.ref() for r in plan.rows])
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_rerun_reuses_a_rows_object_only_while_it_is_the_one_it_wrote(
     toolchain: Toolchain, hf_conn: MotoStack, tmp_path: Path, cache_dir: Path
 ) -> None:
-    from hyperframes_airflow.backends.local import LocalBackend
-    from hyperframes_airflow.contract.config import RenderConfig
-    from hyperframes_airflow.contract.plan import load_project, plan_batch
-    from hyperframes_airflow.contract.rows import BatchSpec, Lane
-    from hyperframes_airflow.storage import open_batch
-
     project = template_variant(tmp_path / "template", duration_s=1)
     batch = _write_batch(
         tmp_path / "batch.jsonl", [{"outputKey": "v/ada.mp4", "variables": {"title": "Ada"}}]
     )
     backend = LocalBackend(f"s3://{hf_conn.bucket}/reruns", conn_id=CONN_ID, toolchain=toolchain)
-    composition, sid = load_project(project)
-    resolved = backend.resolve(site_id=sid, config=RenderConfig(width=640, height=360, fps=30))
-    backend.deploy_site(project, sid)
+    backend.deploy_site(project, site_id(project))
 
     def render(run_id: str, **options: Any) -> tuple[dict[str, Any], int]:
-        """Plan the row as prepare_batch does, render its lane; (row, CLI processes started)."""
-        with open_batch(str(batch)) as handle:
-            plan = plan_batch(
-                handle,
-                config=resolved.config,
-                composition=composition,
-                site_id=sid,
-                dag_id="hf_reruns",
-                run_id=run_id,
-                strict_variables=False,
-                bucket=resolved.digest_bucket,
-            )
-        spec = BatchSpec(
-            backend="local",
-            source=str(batch),
-            format="mp4",
-            site_id=sid,
-            project_uri=resolved.project_uri,
-            digest_bucket=resolved.digest_bucket,
-            config=resolved.config.to_wire(),
-            local_root=resolved.local_root,
-            source_conn_id=CONN_ID,
-        )
+        """Render the row's lane in run `run_id`: (its manifest row, CLI processes started)."""
+        spec, lane = _planned(backend, project, batch, run_id)
         started: list[int] = []
         rows = backend.render_lane(
             spec,
-            Lane(rows=[r.ref() for r in plan.rows]),
-            dag_id="hf_reruns",
+            lane,
+            dag_id=DAG_ID,
             run_id=run_id,
             owner="reruns",
             on_start=started.append,
@@ -205,3 +214,54 @@ def test_a_rerun_reuses_a_rows_object_only_while_it_is_the_one_it_wrote(
     assert renders == 1 and other["replaced"] == first["executionName"]
     forced, renders = render("run-2", force_rerender=True)
     assert renders == 1 and forced["executionName"] == other["executionName"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_an_output_the_store_refuses_fails_its_row_and_leaves_no_record(
+    toolchain: Toolchain, hf_conn: MotoStack, tmp_path: Path, cache_dir: Path
+) -> None:
+    """The bucket goes away after the site reached the worker: the render runs, its upload
+    fails, and the row says so (a row with no output must never read as succeeded)."""
+    s3 = hf_conn.boto3_client("s3")
+    s3.create_bucket(Bucket="hf-doomed")
+    project = template_variant(tmp_path / "template", duration_s=1)
+    batch = _write_batch(tmp_path / "batch.jsonl", [{"outputKey": "v/a.mp4", "variables": {}}])
+    backend = LocalBackend("s3://hf-doomed/out", conn_id=CONN_ID, toolchain=toolchain)
+    sid = site_id(project)
+    backend.deploy_site(project, sid)
+    spec, lane = _planned(backend, project, batch, "run-1")
+    backend.root.project_dir(sid)  # the worker has the site...
+    for listed in s3.list_objects_v2(Bucket="hf-doomed").get("Contents", []):
+        s3.delete_object(Bucket="hf-doomed", Key=listed["Key"])
+    s3.delete_bucket(Bucket="hf-doomed")  # ...and then the bucket is gone
+    started: list[int] = []
+    [row] = backend.render_lane(
+        spec, lane, dag_id=DAG_ID, run_id="run-1", owner="doomed", on_start=started.append
+    )
+    assert len(started) == 1  # it did render
+    assert row.status == "failed" and row.error == "UPLOAD_FAILED", row
+    assert row.cause is not None and "s3://hf-doomed/out" in row.cause
+    assert row.output_uri is None and backend.root.read_record("v/a.mp4") is None
+
+
+def test_rows_of_a_site_the_root_does_not_hold_fail_to_start(
+    hf_conn: MotoStack, tmp_path: Path, cache_dir: Path
+) -> None:
+    """Nothing renders (no toolchain is even looked for) when the site is not in the root."""
+    project = template_variant(tmp_path / "template", duration_s=1)
+    batch = _write_batch(tmp_path / "batch.jsonl", [{"outputKey": "v/a.mp4", "variables": {}}])
+    backend = LocalBackend(f"s3://{hf_conn.bucket}/no-site", conn_id=CONN_ID)
+    spec, lane = _planned(backend, project, batch, "run-1")
+    [row] = backend.render_lane(spec, lane, dag_id=DAG_ID, run_id="run-1", owner="nosite")
+    assert (row.status, row.error) == ("failed-to-start", "SITE_UNAVAILABLE")
+    assert row.cause is not None and "is not deployed at s3://" in row.cause
+
+
+def test_the_environment_can_name_an_object_store_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hyperframes_airflow.backends import make_backend
+
+    monkeypatch.setenv("HYPERFRAMES_LOCAL_ROOT", "s3://bucket/renders/")
+    backend = make_backend("local")
+    assert isinstance(backend, LocalBackend) and backend.root.uri == "s3://bucket/renders"
+    assert backend.default_manifest_uri("d", "r", "g").startswith("s3://bucket/renders/manifests/")

@@ -38,7 +38,7 @@ from devstack.airflow_stack import (
 )
 from devstack.moto_stack import MotoStack
 from devstack.redis_server import INSTALL_HINT, RedisServer, find_redis_server
-from devstack.render_resources import TreeSampler, has_env
+from devstack.render_resources import TreeSampler, has_env, with_descendants
 from hyperframes_airflow.backends.local_cli import MARKER_ENV, find_toolchain, probe_video
 from hyperframes_airflow.contract.site import site_id
 
@@ -82,12 +82,14 @@ class Celery:
         return self.base / worker / "tmp" / f"hf-scratch-{os.getuid()}"
 
     def renders(self, worker: str) -> list[int]:
-        """Live render processes (CLI, Chrome, ffmpeg) of one worker."""
-        return [p for p in self.stack.worker_processes(worker) if has_env(p, MARKER_ENV)]
+        """Live render processes of one worker: the CLI, ffmpeg, Chrome and its children."""
+        processes = self.stack.worker_processes(worker)
+        return with_descendants(p for p in processes if has_env(p, MARKER_ENV))
 
     def airflow(self, worker: str) -> list[int]:
         """The worker's own processes: Celery, its pool, task supervisors and task runners."""
-        return [p for p in self.stack.worker_processes(worker) if not has_env(p, MARKER_ENV)]
+        renders = set(self.renders(worker))
+        return [p for p in self.stack.worker_processes(worker) if p not in renders]
 
     def objects(self, prefix: str) -> dict[str, dict[str, Any]]:
         listed = self.moto.boto3_client("s3").list_objects_v2(

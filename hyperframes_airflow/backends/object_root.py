@@ -149,6 +149,14 @@ class ObjectRoot:
             raise FileNotFoundError(f"{self.root.key_uri(key)} is missing right after its upload")
         return stored
 
+    def version(self, key: str) -> str | None:
+        """A tag that changes whenever `key` is written: its ETag, else its content's sha256
+        (`file://`); None when there is no such object."""
+        stored = self.head(key)
+        if stored is None:
+            return None
+        return stored.etag or self.content_sha256(key)
+
     def download(self, key: str, local: Path) -> None:
         """Copy the object at `key` to the local file `local`."""
         self.fs.get_file(self._path(key), str(local))

@@ -10,8 +10,9 @@ from the kernel's accounting of reaped children), so it does not depend on what 
 
     uv run --frozen python -m devstack.render_resources --concurrency 1 2 --runs 3
 
-renders the example template with `render_local` (the backend's own call and defaults),
-one at a time and then N at once, and prints one JSON line per measurement.
+renders the example template (or `--project DIR` with `--variables JSON`) with `render_local`
+(the backend's own call and defaults), one at a time and then N at once, and prints one JSON
+line per measurement.
 """
 
 from __future__ import annotations
@@ -173,9 +174,23 @@ class TreeSampler:
             self._stop.wait(self.interval_s)
 
 
-def measure(concurrency: int, *, workdir: Path, interval_s: float = 0.1) -> dict[str, Any]:
-    """Render the example template `concurrency` times at once with `render_local` (the local
-    backend's call, its defaults: one capture worker, no GPU probe); CPU, memory and wall."""
+def measure(
+    concurrency: int,
+    *,
+    workdir: Path,
+    project: Path = TEMPLATE,
+    variables: dict[str, Any] | None = None,
+    interval_s: float = 0.1,
+) -> dict[str, Any]:
+    """Render `project` `concurrency` times at once with `render_local` (the local backend's
+    call and its defaults: one capture worker, no GPU probe); CPU, memory and wall time.
+
+    :param concurrency: Renders at once.
+    :param workdir: Where the outputs go.
+    :param project: The HyperFrames project (default: the example template).
+    :param variables: Its variables (default: the example's title and name).
+    :param interval_s: Seconds between memory samples.
+    """
     from hyperframes_airflow.backends.local_cli import find_toolchain, render_local
 
     toolchain = find_toolchain()
@@ -187,9 +202,9 @@ def measure(concurrency: int, *, workdir: Path, interval_s: float = 0.1) -> dict
     def one(index: int) -> float:
         result = render_local(
             toolchain=toolchain,
-            project_dir=TEMPLATE,
+            project_dir=project,
             output_path=workdir / f"c{concurrency}" / f"{index}.mp4",
-            variables={"title": f"Measured #{index}", "name": "Ada"},
+            variables=variables if variables is not None else {"title": f"#{index}", "name": "Ada"},
             fps=None,
             quality=None,
             timeout_s=600,
@@ -226,11 +241,16 @@ def main() -> None:  # pragma: no cover - run by hand, see the module docstring
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--project", type=Path, default=TEMPLATE)
+    parser.add_argument("--variables", type=json.loads, default=None, help="a JSON object")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hf-measure-") as tmp:
         for _ in range(args.runs):
             for concurrency in args.concurrency:
-                print(json.dumps(measure(concurrency, workdir=Path(tmp))), flush=True)
+                found = measure(
+                    concurrency, workdir=Path(tmp), project=args.project, variables=args.variables
+                )
+                print(json.dumps(found), flush=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -559,7 +559,7 @@ class AirflowStack:
                 continue
             if needle in environ.split(b"\0"):
                 found.append(pid)
-        return with_descendants(found)
+        return found
 
     def log_tail(self, component: str, lines: int = 60) -> str:
         """The end of a component's log, for assertion messages."""

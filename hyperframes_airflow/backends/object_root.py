@@ -22,6 +22,7 @@ import json
 import os
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,15 +134,7 @@ class ObjectRoot:
         """Store the file at `local` as `key`, atomically; what the store then says of it."""
         path = self._path(key)
         if self._local:
-            parent = os.path.dirname(path)
-            self.fs.makedirs(parent, exist_ok=True)
-            partial = os.path.join(parent, f".{os.path.basename(path)}.partial-{uuid.uuid4().hex}")
-            try:
-                self.fs.put_file(str(local), partial)
-                os.replace(partial, path)
-            finally:
-                if os.path.exists(partial):
-                    os.unlink(partial)
+            _write_then_rename(path, lambda partial: self.fs.put_file(str(local), partial))
         else:
             self.fs.put_file(str(local), path, chunksize=self.multipart_chunk_bytes)
         stored = self.head(key)
@@ -182,17 +175,9 @@ class ObjectRoot:
         data = json.dumps(doc).encode("utf-8")
         path = self._path(key)
         if self._local:
-            parent = os.path.dirname(path)
-            self.fs.makedirs(parent, exist_ok=True)
-            partial = os.path.join(parent, f".{os.path.basename(path)}.partial-{uuid.uuid4().hex}")
-            try:
-                self.fs.pipe_file(partial, data)
-                os.replace(partial, path)
-            finally:
-                if os.path.exists(partial):
-                    os.unlink(partial)
-            return
-        self.fs.pipe_file(path, data)
+            _write_then_rename(path, lambda partial: self.fs.pipe_file(partial, data))
+        else:
+            self.fs.pipe_file(path, data)
 
     # -- OutputRoot: sites -------------------------------------------------------------------
 
@@ -268,6 +253,19 @@ class ObjectRoot:
 
     def write_record(self, key: str, record: dict[str, Any]) -> None:
         self.write_json(record_key(key), record)
+
+
+def _write_then_rename(path: str, write: Callable[[str], None]) -> None:
+    """A `file://` store has no atomic PUT: write a hidden sibling, then rename it into place."""
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    partial = os.path.join(parent, f".{os.path.basename(path)}.partial-{uuid.uuid4().hex}")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
 
 
 def _identity(info: dict[str, Any]) -> str | None:

@@ -149,6 +149,8 @@ def celery(moto_stack: MotoStack, tmp_path_factory: pytest.TempPathFactory) -> I
         (base / name / "tmp").mkdir(parents=True)
     env = {
         **moto_stack.airflow_conn_env(),
+        # The form's paths (templated) must stay under these: the test's temp dirs, the bucket.
+        "HYPERFRAMES_ALLOWED_ROOTS": f"{tempfile.gettempdir()},s3://{moto_stack.bucket}/celery/",
         # A dead worker's task is noticed by its missing heartbeats (default: 300 s).
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",

@@ -1,6 +1,9 @@
 """A real Airflow 3.3 stack (api-server, scheduler, dag-processor, triggerer; SQLite,
 LocalExecutor) for the tests and benchmarks that `dag.test()` cannot answer: pool caps,
-`on_kill` on mark-failed, retries, throughput.
+`on_kill` on mark-failed, retries, throughput. With `executor="CeleryExecutor"` it also runs
+`airflow celery worker` processes (`CeleryWorker`: each with its own environment, e.g. its own
+temp and cache dirs, as on separate machines) against a broker the caller started
+(`devstack.redis_server.RedisServer`).
 
 `dag.test()` runs tasks one by one in-process, ignores pools and never kills a task, so those
 behaviours need the real components talking over the Execution API. Usage:
@@ -17,6 +20,10 @@ private 0700 scratch directories (a deep TMPDIR would overflow Chrome's socket p
 Every process the stack starts carries an environment cookie (`HYPERFRAMES_AIRFLOW_STACK_ID`),
 so `stop()` finds and kills everything it spawned, including task processes (their own process
 groups) and renders' Chrome (its own session), not just the four process groups it launched.
+Each Celery worker's processes also carry `HYPERFRAMES_AIRFLOW_STACK_WORKER=<name>`, so
+`crash_worker(name)` can SIGKILL one worker's whole tree at once, as when its machine dies, and
+report their task instances' `hostname` as that name (`worker_hostname`), so a test can say
+which worker ran what.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -37,14 +45,18 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
+from devstack.render_resources import with_descendants
 from hyperframes_airflow.backends.local_cli import all_pids, proc_stat
 
 STACK_COOKIE = "HYPERFRAMES_AIRFLOW_STACK_ID"
 """Environment variable inherited by every process the stack spawns (found again in /proc)."""
+
+WORKER_COOKIE = "HYPERFRAMES_AIRFLOW_STACK_WORKER"
+"""Environment variable naming the Celery worker a process belongs to (its whole tree has it)."""
 
 COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
@@ -53,6 +65,27 @@ _HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
 class StackError(RuntimeError):
     """The stack did not start, a component died, or the API answered with an error."""
+
+
+@dataclass(frozen=True)
+class CeleryWorker:
+    """One `airflow celery worker` process of a CeleryExecutor stack.
+
+    :param name: The worker's name: its Celery node name, and the `hostname` its task
+        instances report (`worker_hostname`).
+    :param concurrency: Tasks it runs at once (`--concurrency`).
+    :param env: Extra environment for it alone (e.g. `TMPDIR`, `HYPERFRAMES_CACHE_DIR`).
+    """
+
+    name: str
+    concurrency: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def worker_hostname() -> str:
+    """`[core] hostname_callable` of the stack's Celery workers: the worker's name (every
+    worker of a test runs on this one machine, so the real hostname would not tell them apart)."""
+    return os.environ.get(WORKER_COOKIE) or socket.getfqdn()
 
 
 @dataclass(frozen=True)
@@ -67,6 +100,12 @@ class TaskInstanceInfo:
     end_date: datetime | None
     rendered_map_index: str | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def hostname(self) -> str | None:
+        """Where it ran (a Celery stack's worker name, see `worker_hostname`)."""
+        value = self.raw.get("hostname")
+        return str(value) if value else None
 
     @classmethod
     def from_api(cls, doc: Mapping[str, Any]) -> TaskInstanceInfo:
@@ -110,6 +149,13 @@ class AirflowStack:
     override any setting (e.g. `AIRFLOW__CORE__PARALLELISM`). `startup_seconds` records how long
     `db migrate` and the wait for health took. `database` is a SQLAlchemy URL for the metadata
     DB (e.g. `devstack.postgres.PostgresServer.sqlalchemy_url()`); default: SQLite in `home`.
+
+    :param executor: `LocalExecutor` (the default: the scheduler runs the tasks) or
+        `CeleryExecutor` (the `celery_workers` run them).
+    :param celery_workers: The workers to start with a CeleryExecutor stack.
+    :param celery_broker_url: The broker (e.g. `RedisServer.url(0)`); required for Celery.
+    :param celery_result_backend: Where Celery keeps task states (default: the broker's server,
+        database 1; the compose file uses its PostgreSQL).
     """
 
     def __init__(
@@ -122,7 +168,22 @@ class AirflowStack:
         startup_timeout_s: float = 240.0,
         stop_timeout_s: float = 20.0,
         database: str | None = None,
+        executor: str = "LocalExecutor",
+        celery_workers: Sequence[CeleryWorker] = (),
+        celery_broker_url: str | None = None,
+        celery_result_backend: str | None = None,
     ) -> None:
+        if executor == "CeleryExecutor" and not celery_broker_url:
+            raise ValueError("a CeleryExecutor stack needs celery_broker_url")
+        if celery_workers and executor != "CeleryExecutor":
+            raise ValueError(f"celery_workers need executor='CeleryExecutor', not {executor!r}")
+        names = [w.name for w in celery_workers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"worker names must be unique: {names}")
+        self.executor = executor
+        self.celery_workers = {w.name: w for w in celery_workers}
+        self.celery_broker_url = celery_broker_url
+        self.celery_result_backend = celery_result_backend
         self.home = Path(home).resolve()
         self.database = database
         self.dags_folder = Path(dags_folder).resolve()
@@ -135,12 +196,15 @@ class AirflowStack:
         self.logs_dir = self.home / "stack-logs"
         self.env = self._build_env(env or {})
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.worker_procs: dict[str, subprocess.Popen[bytes]] = {}
+        """The Celery workers' processes by name (a killed one stays, with its exit code)."""
         self.startup_seconds: dict[str, float] = {}
         self.leftovers: list[int] = []
         self.stop_seconds: float | None = None
         """Processes still alive after `stop()` gave up (should always be empty)."""
         self._client: httpx.Client | None = None
         self._token: str | None = None
+        self._worker_log_offset: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -170,7 +234,7 @@ class AirflowStack:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database
                 or f"sqlite:///{self.home / 'airflow.db'}",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__EXECUTOR": self.executor,
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
@@ -191,6 +255,10 @@ class AirflowStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.celery_broker_url:
+            backend = self.celery_result_backend or _redis_db(self.celery_broker_url, 1)
+            env["AIRFLOW__CELERY__BROKER_URL"] = self.celery_broker_url
+            env["AIRFLOW__CELERY__RESULT_BACKEND"] = backend
         # Support modules beside the stack's DAG files (e.g. test triggers) import everywhere:
         # the triggerer imports a trigger by its module path, not from a parsed DAG file.
         env["PYTHONPATH"] = os.pathsep.join(
@@ -223,10 +291,130 @@ class AirflowStack:
         self.startup_seconds["db_migrate"] = round(t_migrated - t0, 1)
         for name in COMPONENTS:
             self._spawn(name)
+        for worker in self.celery_workers.values():
+            self.start_worker(worker.name, wait=False)
         self._wait_healthy(deadline=t0 + self.startup_timeout_s)
         t_healthy = time.monotonic()
         self.startup_seconds["components_healthy"] = round(t_healthy - t_migrated, 1)
-        self.startup_seconds["total"] = round(t_healthy - t0, 1)
+        for name in self.celery_workers:
+            self._wait_worker_ready(name, deadline=t0 + self.startup_timeout_s)
+        self.startup_seconds["total"] = round(time.monotonic() - t0, 1)
+
+    # -- Celery workers --------------------------------------------------------------------------
+
+    def worker_log(self, name: str) -> Path:
+        return self.logs_dir / f"worker-{name}.log"
+
+    def start_worker(self, name: str, *, wait: bool = True) -> None:
+        """Start (or start again, after `crash_worker`) the Celery worker `name`."""
+        worker = self.celery_workers[name]
+        running = self.worker_procs.get(name)
+        if running is not None and running.poll() is None:
+            raise StackError(f"worker {name!r} is already running (pid {running.pid})")
+        env = {
+            **self.env,
+            WORKER_COOKIE: name,
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
+            # Each worker serves its own task logs: two on one machine need two ports.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            **worker.env,
+        }
+        argv = [
+            str(airflow_binary()),
+            "celery",
+            "worker",
+            "--celery-hostname",
+            f"{name}@%h",
+            "--concurrency",
+            str(worker.concurrency),
+            "--without-mingle",
+            "--without-gossip",
+        ]
+        log_path = self.worker_log(name)
+        self._worker_log_offset[name] = log_path.stat().st_size if log_path.exists() else 0
+        log = log_path.open("ab")
+        try:
+            self.worker_procs[name] = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        if wait:
+            self._wait_worker_ready(name, deadline=time.monotonic() + self.startup_timeout_s)
+
+    def _wait_worker_ready(self, name: str, deadline: float) -> None:
+        """Until the worker logs `<name>@<host> ready.` (it consumes from the broker)."""
+        proc = self.worker_procs[name]
+        log_path = self.worker_log(name)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StackError(
+                    f"worker {name} exited with code {proc.returncode}:\n{_tail(log_path)}"
+                )
+            try:
+                with log_path.open("rb") as handle:
+                    handle.seek(self._worker_log_offset.get(name, 0))
+                    text = handle.read().decode(errors="replace")
+            except OSError:
+                text = ""
+            if re.search(rf"\b{re.escape(name)}@\S+ ready\.", text):
+                return
+            time.sleep(0.5)
+        raise StackError(f"worker {name} not ready after {self.startup_timeout_s:g} s")
+
+    def worker_processes(self, name: str) -> list[int]:
+        """Live processes of worker `name`: the worker, its pool, task processes, renders.
+
+        Found by the worker's session (Celery and Airflow set process titles, which overwrites
+        what /proc shows of their environment), by its cookie (renders and Chrome start
+        sessions of their own, but keep the environment they were exec'd with), and as their
+        descendants (Chrome retitles the renderers it forks)."""
+        proc = self.worker_procs.get(name)
+        session = proc.pid if proc is not None else None
+        needle = f"{WORKER_COOKIE}={name}".encode()
+        found: list[int] = []
+        for pid in all_pids():
+            stat = proc_stat(pid)
+            if stat is None or stat[0] in ("Z", "X"):
+                continue
+            if session is not None and stat[2] == session:
+                found.append(pid)
+                continue
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if needle in environ.split(b"\0"):
+                found.append(pid)
+        return with_descendants(found)
+
+    def crash_worker(self, name: str, timeout_s: float = 10.0) -> list[int]:
+        """SIGKILL every process of worker `name` at once (its machine dying: no warm
+        shutdown, no `on_kill`); returns the pids killed. `start_worker` brings it back."""
+        killed: list[int] = []
+        deadline = time.monotonic() + timeout_s
+        while True:
+            alive = self.worker_processes(name)
+            if not alive:
+                break
+            if time.monotonic() >= deadline:
+                raise StackError(f"worker {name} processes survive SIGKILL: {alive}")
+            for pid in alive:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            killed.extend(p for p in alive if p not in killed)
+            time.sleep(0.1)
+        proc = self.worker_procs.get(name)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        return killed
 
     def _spawn(self, name: str) -> None:
         argv = [str(airflow_binary()), name]
@@ -327,18 +515,21 @@ class AirflowStack:
             until = time.monotonic() + 3.0
             while time.monotonic() < until and self.processes():
                 time.sleep(0.1)
-        for proc in self.procs.values():
+        for proc in self._all_procs():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
         self.leftovers = self.processes()
         self.stop_seconds = round(time.monotonic() - t0, 1)
 
+    def _all_procs(self) -> list[subprocess.Popen[bytes]]:
+        return [*self.procs.values(), *self.worker_procs.values()]
+
     def _components_alive(self) -> bool:
-        return any(p.poll() is None for p in self.procs.values())
+        return any(p.poll() is None for p in self._all_procs())
 
     def _signal_all(self, sig: signal.Signals, spare_sessions: set[int] | None = None) -> None:
         spare = spare_sessions or set()
-        for proc in self.procs.values():
+        for proc in self._all_procs():
             if proc.poll() is None and proc.pid not in spare:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, sig)
@@ -351,7 +542,7 @@ class AirflowStack:
         cookie (Chrome and the render CLI start their own sessions but inherit the env).
         Processes in `spare_sessions` are left out."""
         spare = spare_sessions or set()
-        sessions = {p.pid for p in self.procs.values()} - spare
+        sessions = {p.pid for p in self._all_procs()} - spare
         needle = f"{STACK_COOKIE}={self.stack_id}".encode()
         me = os.getpid()
         found: list[int] = []
@@ -570,6 +761,11 @@ class AirflowStack:
 
 def _q(part: str) -> str:
     return quote(part, safe="")
+
+
+def _redis_db(url: str, db: int) -> str:
+    """The same Redis server's database `db` (`redis://host:port/0` -> `.../<db>`)."""
+    return urlsplit(url)._replace(path=f"/{db}").geturl()
 
 
 def _tail(path: Path, lines: int = 60) -> str:

@@ -3,6 +3,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/bootstrap.sh"
+bash "$ROOT/scripts/install-test-services.sh"
 cd "$ROOT"
 echo "[test] ruff"; uv run --frozen ruff check . && uv run --frozen ruff format --check .
 echo "[test] mypy"; uv run --frozen mypy

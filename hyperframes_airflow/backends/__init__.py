@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hyperframes_airflow.backends.base import RenderBackend
+from hyperframes_airflow.contract.root_uri import is_root_uri
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 
 BackendKind = Literal["local", "lambda"]
@@ -22,9 +23,11 @@ def check_backend(kind: str) -> str:
     return kind
 
 
-def default_local_root() -> Path:
-    """`$HYPERFRAMES_LOCAL_ROOT`, else `./hyperframes-output` under the current directory."""
-    return Path(os.environ.get("HYPERFRAMES_LOCAL_ROOT", "hyperframes-output")).resolve()
+def default_local_root() -> Path | str:
+    """`$HYPERFRAMES_LOCAL_ROOT`, else `./hyperframes-output` under the current directory; an
+    object-store URI (`s3://bucket/prefix`) is kept as it is."""
+    configured = os.environ.get("HYPERFRAMES_LOCAL_ROOT", "hyperframes-output")
+    return configured if is_root_uri(configured) else Path(configured).resolve()
 
 
 def make_backend(

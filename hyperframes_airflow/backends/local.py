@@ -1,25 +1,27 @@
 """The local backend: renders run on the Airflow worker with the `hyperframes` CLI.
 
-The root directory is laid out like the Lambda bucket: `sites/<siteId>/` holds each deployed
-project (copied once per content hash), each row's output lands at `<root>/<outputKey>` (never
-outside the root: every path is resolved and checked), and `.hyperframes/outputs/` holds one
-record per output key saying which render wrote it, its size and sha256. A cleared task reuses
-a row's earlier result only when the file on disk is provably the one that render wrote; a key
+Its root is laid out like the Lambda bucket (`backends/roots.py`): a local directory, or an
+object store (`s3://`, `gs://`, `file://`) when workers share no disk. `sites/<siteId>/` holds
+each deployed project (once per content hash), each row's output lands at `<root>/<outputKey>`
+(never outside the root), and `.hyperframes/outputs/` holds one record per output key saying
+which render wrote it, its size, sha256 and (in an object store) ETag. A cleared task reuses a
+row's earlier result only when the stored output is provably the one that render wrote; a key
 another run wrote before is rendered again and the manifest says whose output it replaced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 import os
 import shutil
-import tempfile
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hyperframes_airflow.backends.base import Resolved, SiteHandle, manifest_name
+from hyperframes_airflow.backends.dir_root import DirectoryRoot
 from hyperframes_airflow.backends.local_cli import (
     LocalRenderError,
     LocalRenderResult,
@@ -35,27 +37,23 @@ from hyperframes_airflow.backends.local_cli.run import (
     LaneOutcome,
     reclaim,
     render_local_lane,
+    scratch_dir,
 )
+from hyperframes_airflow.backends.roots import OutputRoot, OutsideRoot, open_root
 from hyperframes_airflow.contract.batch import BatchRow
-from hyperframes_airflow.contract.composition import Composition, read_composition
+from hyperframes_airflow.contract.composition import Composition
 from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.contract.lifecycle import redact
 from hyperframes_airflow.contract.manifest import ManifestRow
 from hyperframes_airflow.contract.plan import SIZING_BUCKET, row_base_name, row_digest
 from hyperframes_airflow.contract.progress import iso_now
 from hyperframes_airflow.contract.rows import BatchSpec, Lane, RowRef
-from hyperframes_airflow.contract.site import copy_site
 from hyperframes_airflow.storage import RowChanged, read_planned_rows
 
 __all__ = ["LocalBackend", "OutsideRoot", "lane_owner", "run_owner"]
 
 #: Formats a local render can write (one file each); png-sequence is Lambda-only.
 LOCAL_FORMATS: frozenset[str] = frozenset({"mp4", "mov", "webm"})
-_HASH_CHUNK = 1024 * 1024
-
-
-class OutsideRoot(ValueError):
-    """A path that would land outside the backend's root (`..`, an absolute key, a symlink)."""
 
 
 def lane_owner(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
@@ -70,32 +68,13 @@ def run_owner(dag_id: str, run_id: str) -> str:
     return hashlib.sha256(f"{dag_id}\0{run_id}".encode()).hexdigest()[:6]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_json_atomic(path: Path, doc: Any) -> None:
-    """Write a small JSON document so a reader (or a crash) never leaves half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(doc, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class LocalBackend:
-    """Deploys sites into a local root and renders rows with the CLI, in their own process groups.
+    """Deploys sites into its root and renders rows with the CLI, in their own process groups.
 
-    :param root: Where sites, outputs, records and (by default) manifests live.
-    :param conn_id: The connection used to read an object-store batch (`s3://...`).
+    :param root: Where sites, outputs, records and (by default) manifests live: a directory,
+        or an object-store URI (`s3://bucket/prefix`, `gs://...`, `file:///...`).
+    :param conn_id: The connection that reaches an object-store root and batch (`s3://...`).
+    :param toolchain: The render toolchain (default: found on first render).
     """
 
     kind = "local"
@@ -108,38 +87,26 @@ class LocalBackend:
         conn_id: str | None = None,
         toolchain: Toolchain | None = None,
     ) -> None:
-        self.root = Path(root).expanduser().resolve()
+        self.root: OutputRoot = open_root(root, conn_id=conn_id)
         self.conn_id = conn_id
         self._toolchain = toolchain
 
+    def confined(self, key: str) -> Path:
+        """`<root>/<key>` of a directory root, refusing anything that resolves outside it
+        (`OutsideRoot`); an object-store root has no local paths (ValueError)."""
+        if not isinstance(self.root, DirectoryRoot):
+            raise ValueError(f"the root {self.root.uri} is an object store: keys are not paths")
+        return self.root.confined(key)
+
     @property
     def root_uri(self) -> str:
-        return str(self.root)
+        return self.root.uri
 
     @property
     def toolchain(self) -> Toolchain:
         if self._toolchain is None:
             self._toolchain = find_toolchain()
         return self._toolchain
-
-    # -- paths -------------------------------------------------------------------------------
-
-    def confined(self, key: str) -> Path:
-        """`<root>/<key>`, refusing anything that resolves outside the root."""
-        candidate = (self.root / key).resolve()
-        if candidate == self.root or self.root not in candidate.parents:
-            raise OutsideRoot(f"{key!r} resolves outside the local root {self.root}")
-        return candidate
-
-    def site_dir(self, site_id: str) -> Path:
-        return self.confined(f"sites/{site_id}")
-
-    def _record_path(self, output_key: str) -> Path:
-        return self.root / ".hyperframes" / "outputs" / f"{_key_name(output_key)}.json"
-
-    def thumbnail_path(self, output_key: str) -> Path:
-        """Where a row's poster frame goes (inside the root, beside the records)."""
-        return self.root / ".hyperframes" / "thumbnails" / f"{_key_name(output_key)}.jpg"
 
     # -- RenderBackend -----------------------------------------------------------------------
 
@@ -151,46 +118,28 @@ class LocalBackend:
             )
         return Resolved(
             digest_bucket=SIZING_BUCKET,
-            project_uri=self.site_dir(site_id).as_uri(),
+            project_uri=self.root.project_uri(site_id),
             config=config,
-            local_root=str(self.root),
+            local_root=self.root.uri,
             source_conn_id=self.conn_id,
         )
 
     def find_site(self, site_id: str) -> SiteHandle | None:
-        target = self.site_dir(site_id)
-        if not target.is_dir():
-            return None
-        return SiteHandle(site_id, target.as_uri(), uploaded=False, bytes=_tree_bytes(target))
+        return self.root.find_site(site_id)
 
     def site_key(self, site_id: str) -> str:
-        return str(self.site_dir(site_id))
+        return self.root.site_key(site_id)
 
     def site_composition(self, site_id: str) -> Composition:
-        """A local site is a copy of the project: read its entry file."""
-        return read_composition(self.site_dir(site_id))
+        """The composition of a deployed site, read from the root (its entry file)."""
+        return self.root.site_composition(site_id)
 
     def deploy_site(self, project_dir: Path, site_id: str) -> SiteHandle:
-        """Copy the project to `sites/<siteId>/` unless that content is already there."""
-        found = self.find_site(site_id)
-        if found is not None:
-            return found
-        target = self.site_dir(site_id)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{site_id}-", dir=target.parent))
-        try:
-            size = copy_site(project_dir, staging)
-            try:
-                staging.rename(target)
-            except OSError:
-                if not target.is_dir():  # a concurrent deploy of the same site won the race
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return SiteHandle(site_id, target.as_uri(), uploaded=True, bytes=size)
+        """Put the project in `sites/<siteId>/` unless that content is already there."""
+        return self.root.deploy_site(project_dir, site_id)
 
     def default_manifest_uri(self, dag_id: str, run_id: str, group_id: str) -> str:
-        return (self.root / "manifests" / manifest_name(dag_id, run_id, group_id)).as_uri()
+        return self.root.manifest_uri(manifest_name(dag_id, run_id, group_id))
 
     def settle(
         self,
@@ -220,28 +169,20 @@ class LocalBackend:
     def _read_record(self, output_key: str) -> dict[str, Any] | None:
         """The output's record; None when missing or unreadable (a truncated record from a
         crash must not block the row: it is simply rendered again)."""
-        try:
-            data = json.loads(self._record_path(output_key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and isinstance(data.get("row"), dict) else None
+        data = self.root.read_record(output_key)
+        return data if data is not None and isinstance(data.get("row"), dict) else None
 
     def _reusable(
-        self, record: dict[str, Any] | None, name: str, digest: str, target: Path
+        self, record: dict[str, Any] | None, name: str, digest: str, output_key: str
     ) -> bool:
-        """True only when the file is provably the one this row's render wrote."""
+        """True only when the stored output is provably the one this row's render wrote."""
         if (
             record is None
             or record.get("executionName") != name
             or record.get("inputDigest") != digest
         ):
             return False
-        try:
-            if target.stat().st_size != record.get("bytes"):
-                return False
-        except OSError:
-            return False
-        return _sha256(target) == record.get("sha256")
+        return self.root.holds(output_key, record)
 
     # -- renders -----------------------------------------------------------------------------
 
@@ -280,22 +221,42 @@ class LocalBackend:
             else:
                 todo.append(row)
         if todo:
+            try:
+                project_dir = self.root.project_dir(spec.site_id)
+            except (OSError, ValueError, tarfile.TarError) as exc:  # missing, foreign, corrupt
+                for item in todo:
+                    done[item.ref.line] = _row(
+                        item.ref,
+                        "failed-to-start",
+                        execution_name=item.name,
+                        error="SITE_UNAVAILABLE",
+                        cause=f"{type(exc).__name__}: {exc}",
+                    )
+                todo = []
+        if todo:
             config = RenderConfig.model_validate(spec.config)
             kwargs: dict[str, Any] = {
                 "toolchain": self.toolchain,
-                "project_dir": self.site_dir(spec.site_id),
+                "project_dir": project_dir,
                 "fps": config.fps,
                 "quality": config.quality,
                 "format": config.format,
                 "on_start": on_start,
                 "owner": owner,
             }
-            if len(todo) == 1:
-                self._render_one(todo[0], kwargs, timeout_s, on_progress, on_row_start, done)
-            else:
-                self._render_many(
-                    todo, kwargs, timeout_s, on_progress, on_row_start, should_stop, done
-                )
+            staging = scratch_dir(owner)  # outputs wait here when the root is an object store
+            try:
+                for item in todo:
+                    item.staging = staging / str(item.ref.line)
+                    item.target = self.root.render_path(item.ref.output_key, item.staging)
+                if len(todo) == 1:
+                    self._render_one(todo[0], kwargs, timeout_s, on_progress, on_row_start, done)
+                else:
+                    self._render_many(
+                        todo, kwargs, timeout_s, on_progress, on_row_start, should_stop, done
+                    )
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         return [done[ref.line] for ref in lane.rows if ref.line in done]
 
     def _plan_row(
@@ -316,21 +277,21 @@ class LocalBackend:
         )
         name = row_base_name(loaded, dag_id=dag_id, run_id=run_id, digest=digest)
         try:
-            target = self.confined(ref.output_key)
+            self.root.check_key(ref.output_key)
         except OutsideRoot as exc:
             return _row(
                 ref, "failed-to-start", execution_name=name, error="UNSAFE_OUTPUT", cause=str(exc)
             )
         record = self._read_record(ref.output_key)
-        if not force and self._reusable(record, name, digest, target):
+        if not force and self._reusable(record, name, digest, ref.output_key):
             assert record is not None
             return ManifestRow.model_validate(record["row"])
         mine = record is not None and record.get("executionName") == name
         attempt = int(record.get("attempt") or 1) + 1 if mine and record else 1
         replaced = None
-        if record is not None and not mine and target.exists():
+        if record is not None and not mine and self.root.exists(ref.output_key):
             replaced = str(record.get("executionName"))
-        return _Todo(ref, loaded, name, digest, attempt, target, replaced, run_id, dag_id)
+        return _Todo(ref, loaded, name, digest, attempt, replaced, run_id, dag_id)
 
     def _render_one(
         self,
@@ -399,65 +360,89 @@ class LocalBackend:
         )
 
     def _succeeded(self, todo: _Todo, result: LocalRenderResult, started_at: str) -> ManifestRow:
-        thumbnail: str | None = None
-        try:  # a poster frame for the batch page; a render never fails over it
-            middle = (result.duration_s or 0.0) / 2
-            thumbnail = poster_frame(
-                result.output_path,
-                self.thumbnail_path(todo.ref.output_key),
-                at_s=middle,
-                ffmpeg=self.toolchain.ffmpeg,
-            ).as_uri()
-        except (LocalRenderError, OSError):
-            thumbnail = None
-        row = _row(
-            todo.ref,
-            "succeeded",
-            execution_name=todo.name,
-            output_uri=result.output_path.as_uri(),
-            frames=result.frames,
-            bytes=result.bytes,
-            cost_usd=0.0,
-            started_at=started_at,
-            ended_at=iso_now(),
-            attempt=todo.attempt,
-            replaced=todo.replaced,
-            thumbnail_uri=thumbnail,
-        )
-        write_json_atomic(
-            self._record_path(todo.ref.output_key),
-            {
-                "outputKey": todo.ref.output_key,
+        """Publish a finished render into the root (an upload for an object store), with its
+        poster frame, then record which render wrote it; a failed upload fails the row."""
+        key = todo.ref.output_key
+        try:
+            try:
+                poster: Path | None = self._poster(todo, result)
+            except (LocalRenderError, OSError):  # a render never fails over its thumbnail
+                poster = None
+            try:
+                published = self.root.publish(result.output_path, key)
+            except Exception as exc:  # whatever the store raised: the row has no output
+                return self._failed(todo, exc, started_at, error="UPLOAD_FAILED")
+            thumbnail: str | None = None
+            if poster is not None:
+                with contextlib.suppress(Exception):  # the store's errors, as above
+                    thumbnail = self.root.publish_thumbnail(poster, key)
+            row = _row(
+                todo.ref,
+                "succeeded",
+                execution_name=todo.name,
+                output_uri=published.uri,
+                frames=result.frames,
+                bytes=published.bytes,
+                cost_usd=0.0,
+                started_at=started_at,
+                ended_at=iso_now(),
+                attempt=todo.attempt,
+                replaced=todo.replaced,
+                thumbnail_uri=thumbnail,
+            )
+            record = {
+                "outputKey": key,
                 "executionName": todo.name,
                 "inputDigest": todo.digest,
                 "dagId": todo.dag_id,
                 "runId": todo.run_id,
                 "line": todo.ref.line,
                 "attempt": todo.attempt,
-                "bytes": result.bytes,
-                "sha256": _sha256(result.output_path),
+                "bytes": published.bytes,
+                "sha256": published.sha256,
+                **({"etag": published.etag} if published.etag is not None else {}),
                 "row": row.model_dump(by_alias=True),
-            },
-        )
-        return row
+            }
+            # The output is whole and in place: without its record it is only not reused.
+            with contextlib.suppress(Exception):
+                self.root.write_record(key, record)
+            return row
+        finally:
+            if todo.staging is not None:
+                shutil.rmtree(todo.staging, ignore_errors=True)
 
-    def _failed(self, todo: _Todo, exc: BaseException, started_at: str) -> ManifestRow:
+    def _poster(self, todo: _Todo, result: LocalRenderResult) -> Path:
+        assert todo.staging is not None
+        return poster_frame(
+            result.output_path,
+            self.root.thumbnail_path(todo.ref.output_key, todo.staging),
+            at_s=(result.duration_s or 0.0) / 2,
+            ffmpeg=self.toolchain.ffmpeg,
+        )
+
+    def _failed(
+        self, todo: _Todo, exc: BaseException, started_at: str, *, error: str | None = None
+    ) -> ManifestRow:
+        if todo.staging is not None:
+            shutil.rmtree(todo.staging, ignore_errors=True)
         if isinstance(exc, LocalRenderTimeout):
-            status, error = "timed-out", "TIMEOUT"
+            status, code = "timed-out", "TIMEOUT"
         elif isinstance(exc, LocalRenderError):
-            status, error = "failed", "RENDER_FAILED"
+            status, code = "failed", "RENDER_FAILED"
         else:  # OS errors writing the output: name too long, a folder where the file goes...
-            status, error = "failed", type(exc).__name__
+            status, code = "failed", type(exc).__name__
         cause = (
             str(exc)
             if isinstance(exc, LocalRenderError)
             else f"{exc.__class__.__name__}: {getattr(exc, 'strerror', None) or exc}"
         )
+        if error == "UPLOAD_FAILED":
+            cause = f"could not store the output at {self.root.uri}: {cause}"
         return _row(
             todo.ref,
             status,
             execution_name=todo.name,
-            error=error,
+            error=error or code,
             cause=redact(cause, todo.row.variables),
             started_at=started_at,
             ended_at=iso_now(),
@@ -483,6 +468,7 @@ class _Todo:
         "replaced",
         "row",
         "run_id",
+        "staging",
         "target",
     )
 
@@ -493,14 +479,17 @@ class _Todo:
         name: str,
         digest: str,
         attempt: int,
-        target: Path,
         replaced: str | None,
         run_id: str,
         dag_id: str,
     ) -> None:
         self.ref, self.row, self.name, self.digest = ref, row, name, digest
-        self.attempt, self.target, self.replaced = attempt, target, replaced
+        self.attempt, self.replaced = attempt, replaced
         self.run_id, self.dag_id = run_id, dag_id
+        self.staging: Path | None = None
+        """This row's own local folder (its output waits there before an upload)."""
+        self.target = Path()
+        """Where the CLI writes the output (set once the lane's staging folder exists)."""
 
 
 def _row(ref: RowRef, status: str, **fields: Any) -> ManifestRow:
@@ -512,12 +501,3 @@ def _row(ref: RowRef, status: str, **fields: Any) -> ManifestRow:
             **{k: v for k, v in fields.items() if v is not None},
         }
     )
-
-
-def _key_name(output_key: str) -> str:
-    """A fixed-length file name for an output key (keys may be long or deeply nested)."""
-    return hashlib.sha256(output_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def _tree_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -149,7 +149,7 @@ def test_worker_concurrency_is_set_for_renders(celery: dict[str, dict[str, Any]]
     assert "${HYPERFRAMES_WORKER_CONCURRENCY:-" in _text()
     block = _text().split("AIRFLOW__CELERY__WORKER_CONCURRENCY:")[0].rsplit("environment:", 1)[1]
     comment = " ".join(block.replace("#", " ").split())
-    for fact in ("1.1 CPU cores", "0.6 GB", "2-core", "HYPERFRAMES_POOL_SLOTS"):
+    for fact in ("5.4 CPU-seconds", "0.6 GB", "2-core", "HYPERFRAMES_POOL_SLOTS"):
         assert fact in comment, f"the sizing comment does not mention {fact}"
     overridden = _project({**CELERY_ENV, "HYPERFRAMES_WORKER_CONCURRENCY": "3"}, ("celery",))
     assert _env(overridden["airflow-worker"])["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == "3"
@@ -232,10 +232,10 @@ def test_the_docs_explain_worker_renders_on_celery() -> None:
         "per render",
         "throughput is workers",
         "renders per worker",
-        "1.1 CPU cores",
+        "5.4 CPU-seconds",
         "0.6 GB",
         "2-core",
-        "re-measured",
+        "devstack.render_resources",
         "HYPERFRAMES_WORKER_CONCURRENCY",
         "HYPERFRAMES_POOL_SLOTS",
         "HYPERFRAMES_LOCAL_ROOT",

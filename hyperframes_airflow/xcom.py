@@ -7,7 +7,8 @@
   `progress`: where a local lane is now (row, percentage), for the batch page.
 - `approve_cost` -> `approval`: what the cost gate decided and who (`contract.approval.Approval`);
   its own key, pushed before a Reject skips the renders (a skipping task returns no value).
-- `collect_manifest` -> `return_value`: the manifest's URI and totals.
+- `collect_manifest` -> `return_value`: the manifest's URI and totals; `manifest`: its URI alone,
+  pushed as soon as it is written (also when the task then fails the run).
 """
 
 from __future__ import annotations
@@ -17,3 +18,4 @@ SPEC_KEY = "spec"
 REPORT_KEY = "report"
 PROGRESS_KEY = "progress"
 APPROVAL_KEY = "approval"
+MANIFEST_KEY = "manifest"

@@ -29,7 +29,7 @@ from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, Lane, deco
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.operators._backend import BACKEND_TEMPLATE_FIELDS, BackendSettings
 from hyperframes_airflow.storage import read_text, write_text_atomic
-from hyperframes_airflow.xcom import APPROVAL_KEY, PROGRESS_KEY, REPORT_KEY, SPEC_KEY
+from hyperframes_airflow.xcom import APPROVAL_KEY, MANIFEST_KEY, PROGRESS_KEY, REPORT_KEY, SPEC_KEY
 
 __all__ = ["HyperframesCollectManifestOperator", "manifest_asset"]
 
@@ -154,6 +154,7 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
             written_at=iso_now(),
         ).with_totals()
         write_text_atomic(uri, manifest.to_json(), conn_id=self.conn_id)
+        ti.xcom_push(key=MANIFEST_KEY, value=uri)  # also when this task then fails (the page)
         assert manifest.totals is not None
         self.log.info("Manifest written to %s\n%s", uri, manifest.summary_table())
         self.log.info("Totals: %s", manifest.totals.model_dump(by_alias=True))

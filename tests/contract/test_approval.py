@@ -70,11 +70,12 @@ def test_an_answer_settles_the_report_and_a_rejection_is_a_gate_problem() -> Non
     assert settle_report(report, approved).status == "planned"  # type: ignore[union-attr]
     assert gate_problem(approved) is None
     for decision in ("rejected", "timed-out", "not-asked"):
-        answer = Approval(decision=decision, by="bob", message="3 renders, estimated $1.")  # type: ignore[arg-type]
+        answer = Approval.model_validate(
+            {"decision": decision, "by": "bob", "message": "3 renders, estimated $1."}
+        )
         assert settle_report(report, answer).status == "over-budget"  # type: ignore[union-attr]
         problem = gate_problem(answer)
         assert problem is not None and problem["field"] == "max_cost_usd"
         assert str(problem["message"]).startswith("3 renders, estimated $1.")
-    assert "Rejected by bob" in str(
-        gate_problem(Approval(decision="rejected", by="bob"))["message"]
-    )  # type: ignore[index]
+    rejected = gate_problem(Approval(decision="rejected", by="bob"))
+    assert rejected is not None and "Rejected by bob" in str(rejected["message"])

@@ -18,27 +18,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.airflow_helpers import run_dag
-from tests.conftest import REPO
-
-TEMPLATE = REPO / "examples" / "templates" / "welcome"
-
-
-def _dag(dag_id: str, batch: Path, root: Path, **options: Any) -> Any:
-    from airflow.sdk import DAG
-
-    from hyperframes_airflow.batch import render_batch
-    from hyperframes_airflow.contract.config import RenderConfig
-
-    with DAG(dag_id=dag_id, schedule=None, catchup=False) as dag:
-        render_batch(
-            project_dir=str(TEMPLATE),
-            batch=str(batch),
-            config=RenderConfig(width=640, height=360, fps=30),
-            backend="local",
-            local_root=str(root),
-            **options,
-        )
-    return dag
+from tests.flows.test_local_batch_dag import _dag
 
 
 def _manifest(root: Path, dag_id: str) -> tuple[Path, dict[str, Any]]:

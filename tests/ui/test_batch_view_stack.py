@@ -208,10 +208,11 @@ def test_the_batch_tab_shows_rows_live_downloads_outputs_and_reruns_the_failed_o
             page.screenshot(path=os.environ["HF_SCREENSHOT"])
 
         # Rerun failed rows: clear the way, press the button; only that row renders again.
+        assert stack.wait_for_run(DEMO, run_id, timeout=120) == "failed"
         first = json.loads(manifest_path(root, DEMO, run_id).read_text())
-        assert stack.wait_for_run(DEMO, run_id, timeout=60) == "failed"
         shutil.rmtree(root / "ui" / "blocked.mp4")
         button = frame.locator("#rerun")
+        button.wait_for(state="visible")  # offered once the run has ended
         assert button.inner_text() == "Rerun failed rows (1)"
         button.click()
         frame.locator("#message").filter(has_text="cleared").wait_for(timeout=120_000)

@@ -146,7 +146,6 @@ class PageApproval(_Model):
     body: str | None = None
     by: str | None = None
     at: str | None = None
-    task_id: str | None = None
 
 
 class PageRerun(_Model):

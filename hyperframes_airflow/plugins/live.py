@@ -78,10 +78,10 @@ class LambdaProgress:
         except Exception:  # progress is informative: the page shows the row without it
             return None
         progress = render_progress(describe, events, memory_mb=spec.stack.lambda_memory_mb)
-        total = progress.total_frames
+        total = progress.total_frames  # unknown until the plan says: frames then unknown too
         return LiveRender(
             fraction=float(progress.overall_progress),
-            frames_done=int(progress.frames_rendered),
+            frames_done=int(progress.frames_rendered) if total is not None else None,
             frames_total=int(total) if total is not None else None,
             cost_usd=progress.costs.accrued_so_far_usd,
             execution_arn=arn,

@@ -281,7 +281,8 @@ def test_mark_deferred_render_failed_aborts_its_execution(
         ),
         timeout=120,
     )
-    hang = _executions_for(moto, "mark/hang.mp4")
+    # The trigger logs "starting" before its first StartExecution: wait for the execution.
+    hang = _wait_for("the hang execution", lambda: _executions_for(moto, "mark/hang.mp4"), 30)
     assert len(hang) == 1 and hang[0]["status"] == "RUNNING", hang
     arn = hang[0]["executionArn"]
 
@@ -343,7 +344,11 @@ def test_mark_run_failed_aborts_every_deferred_render_and_still_writes_the_manif
     time.sleep(1)  # give the pool a chance to (wrongly) let a 4th one in
     states = _render_states(stack, DAG_ID, run_id)
     assert list(states.values()).count("deferred") == POOL_SLOTS, states
-    running = _executions_for(moto, "runfail/")
+    running = _wait_for(  # each trigger logs "starting" before its StartExecution
+        "their executions",
+        lambda: (found := _executions_for(moto, "runfail/")) and len(found) >= POOL_SLOTS and found,
+        timeout=30,
+    )
     assert len(running) == POOL_SLOTS and {e["status"] for e in running} == {"RUNNING"}
     arns = [e["executionArn"] for e in running]
 

@@ -54,8 +54,8 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         `needs-approval`: the approval task decides), unless `confirm_cost`.
     :param confirm_cost: Render even above `max_cost_usd`.
     :param rerun_of: A manifest URI: plan only that run's rows that did not succeed
-        (`contract.rerun.RERUN_STATUSES`), read again from its batch (or from `batch` when
-        given), each still under the output key the manifest names.
+        (`contract.rerun.RERUN_STATUSES`), read again from that run's batch (`batch` is then
+        not read), each still under the output key the manifest names.
     :param rows_per_task: Rows each render task renders back to back (default 1, or what
         `[core] max_map_length` forces).
     :param render_timeout_s: Each row's deadline (passed on to the renders).
@@ -148,7 +148,11 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         config = resolved.config
         self._update(config=config.to_wire())
         rerun = self._rerun_manifest(resolved.source_conn_id)
-        source = str(self.batch or "").strip() or (rerun[1].batch_source if rerun else "")
+        source = str(self.batch or "").strip()
+        if rerun is not None:  # line numbers only mean something in that run's own batch
+            if source and source != rerun[1].batch_source:
+                self.log.warning("rerun_of: reading %s, not %s", rerun[1].batch_source, source)
+            source = rerun[1].batch_source
         self._update(source=source)
         self.log.info("Reading batch %s", source)
         with open_batch(source, resolved.source_conn_id) as handle:

@@ -2,7 +2,8 @@
 
 Run by the README's first command (`scripts/demo.sh`). Outputs land under `output/` in the repo,
 laid out like the Lambda bucket (`sites/<siteId>/`, then each row's outputKey), with the manifest
-at `output/manifests/hyperframes_local_demo/<run_id>.json`.
+at `output/manifests/hyperframes_local_demo/<run_id>.json`. Each run's "HyperFrames batch" tab
+shows its rows live; `dags/hyperframes_notify.py` runs on every manifest it writes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ with DAG(
             title="Force re-render",
             description="Render rows again even if already rendered",
         ),
+        "rerun_failed_of": Param(
+            "",
+            type="string",
+            title="Rerun failed rows of",
+            description="A manifest path: render only its rows that did not succeed",
+            section="Rerun",
+        ),
     },
     doc_md=__doc__,
 ):
@@ -55,4 +63,5 @@ with DAG(
         max_concurrent=2,
         dry_run="{{ params.dry_run }}",
         force_rerender="{{ params.force_rerender }}",
+        rerun_of="{{ params.rerun_failed_of }}",
     )

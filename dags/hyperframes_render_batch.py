@@ -4,11 +4,18 @@ Stack settings come from the `hyperframes_default` connection (conn_type `aws`, 
 `bucket_name` + `state_machine_arn`, or `stack_name`). Trigger it from the UI ("Trigger Dag"),
 fill in the batch, and watch one mapped task per row; cancel a row or the whole run and its
 renders are stopped. The manifest lands at `s3://<bucket>/manifests/...` unless you choose.
+
+Above "Max cost" the run waits for a person in "Required actions" (approve renders, reject or
+no answer within `HYPERFRAMES_APPROVAL_TIMEOUT_HOURS`, default 24, renders nothing). To render
+only the rows of an earlier run that did not succeed, give its manifest in "Rerun failed rows
+of": the rows are read again from that run's batch, under the same output keys. Each run has a
+"HyperFrames batch" tab: rows, live progress, cost, outputs, and a "Rerun failed rows" button.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from airflow.sdk import DAG, Param
 
@@ -20,6 +27,9 @@ MAX_CONCURRENT = int(os.environ.get("HYPERFRAMES_MAX_CONCURRENT", "16"))
 #: Where a project typed into the form may be (batches and manifests may also be anywhere in
 #: the stack's bucket); add more with $HYPERFRAMES_ALLOWED_ROOTS.
 TEMPLATES = os.environ.get("HYPERFRAMES_TEMPLATES_DIR", "/opt/airflow/templates")
+APPROVAL_TIMEOUT = timedelta(
+    hours=float(os.environ.get("HYPERFRAMES_APPROVAL_TIMEOUT_HOURS", "24"))
+)
 
 with DAG(
     dag_id="hyperframes_render_batch",
@@ -73,13 +83,13 @@ with DAG(
             type="number",
             minimum=0,
             title="Max cost (USD)",
-            description="Fail before deploying when the estimate is higher",
+            description="Above this estimate a person approves the run before anything deploys",
         ),
         "confirm_cost": Param(
             False,
             type="boolean",
             title="Confirm cost",
-            description="Render even when the estimate exceeds max cost",
+            description="Render even when the estimate exceeds max cost (no approval asked)",
         ),
         "force_rerender": Param(
             False,
@@ -92,6 +102,14 @@ with DAG(
             type="string",
             title="Manifest path",
             description="Optional s3:// URI; default s3://<bucket>/manifests/...",
+        ),
+        "rerun_failed_of": Param(
+            "",
+            type="string",
+            title="Rerun failed rows of",
+            description="A manifest URI: render only its failed, aborted and timed-out rows "
+            "(read again from its batch; Batch JSONL is then not read)",
+            section="Rerun",
         ),
     },
 ):
@@ -116,4 +134,6 @@ with DAG(
         confirm_cost="{{ params.confirm_cost }}",
         force_rerender="{{ params.force_rerender }}",
         manifest_path="{{ params.manifest_path or None }}",
+        approval_timeout=APPROVAL_TIMEOUT,
+        rerun_of="{{ params.rerun_failed_of or None }}",
     )

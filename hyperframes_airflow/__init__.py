@@ -32,6 +32,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "HyperFrames",
                 "python-modules": [
                     "hyperframes_airflow.operators.prepare",
+                    "hyperframes_airflow.operators.approval",
                     "hyperframes_airflow.operators.deploy",
                     "hyperframes_airflow.operators.render_lambda",
                     "hyperframes_airflow.operators.render_local",

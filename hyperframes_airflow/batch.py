@@ -1,6 +1,8 @@
 """`render_batch`: the whole batch flow as one TaskGroup a DAG author wires in with one call.
 
-prepare_batch -> deploy_site -> render (mapped: one task per row, or per lane) -> collect_manifest
+prepare_batch [-> approve_cost] -> deploy_site -> render (mapped: one task per row, or per lane)
+-> collect_manifest. `approve_cost` is there when the cost gate can block (a billed backend
+with `max_cost_usd` set): above the limit a person approves the batch instead of it failing.
 """
 
 from __future__ import annotations
@@ -13,10 +15,15 @@ from typing import Any
 from airflow.sdk import TaskGroup
 
 from hyperframes_airflow.backends import check_backend
+from hyperframes_airflow.contract.approval import parse_approval_mode
 from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
+from hyperframes_airflow.operators.approval import HyperframesCostApprovalOperator
 from hyperframes_airflow.operators.deploy import HyperframesDeploySiteOperator
-from hyperframes_airflow.operators.manifest import HyperframesCollectManifestOperator
+from hyperframes_airflow.operators.manifest import (
+    HyperframesCollectManifestOperator,
+    manifest_asset,
+)
 from hyperframes_airflow.operators.prepare import HyperframesPrepareBatchOperator
 
 __all__ = ["DEFAULT_POOL", "RENDER_OPERATORS", "render_batch"]
@@ -63,6 +70,9 @@ def render_batch(
     rows_per_task: int | None = None,
     group_id: str = "render_batch",
     site_id: str | None = None,
+    cost_approval: str = "manual-runs",
+    approval_timeout: timedelta = timedelta(hours=24),
+    rerun_of: str | None = None,
 ) -> TaskGroup:
     """Build prepare -> deploy -> render (mapped) -> collect inside a TaskGroup and return it.
 
@@ -106,6 +116,13 @@ def render_batch(
     :param rows_per_task: Rows each render task renders back to back in one pool slot
         (lanes); automatic above Airflow's `max_map_length`.
     :param group_id: The TaskGroup's id (several groups may share a DAG).
+    :param cost_approval: Who decides a batch above `max_cost_usd` that nothing confirmed:
+        `manual-runs` (a person approves runs a person triggered, in Airflow's Required
+        actions; scheduled runs do not render), `always` (every such run waits for a person)
+        or `never` (no run waits: it ends without rendering).
+    :param approval_timeout: How long a person has to answer; no answer rejects.
+    :param rerun_of: A manifest URI (templated): render only that run's failed, aborted and
+        timed-out rows, read again from its batch, under the same output keys.
     """
     check_backend(backend)
     if project_dir is None and site_id is None:
@@ -114,6 +131,8 @@ def render_batch(
         raise ValueError(f"max_concurrent must be >= 1; got {max_concurrent}")
     if rows_per_task is not None and rows_per_task < 1:
         raise ValueError(f"rows_per_task must be >= 1; got {rows_per_task}")
+    if "{{" not in cost_approval:
+        parse_approval_mode(cost_approval)
     settings: dict[str, Any] = {
         "backend": backend,
         "conn_id": conn_id,
@@ -136,8 +155,20 @@ def render_batch(
             max_cost_usd=max_cost_usd,
             confirm_cost=confirm_cost,
             rows_per_task=rows_per_task,
+            rerun_of=rerun_of,
             retries=0,
             **settings,
+        )
+        approve = (
+            HyperframesCostApprovalOperator(
+                task_id="approve_cost",
+                prepare_task_id=prepare.task_id,
+                cost_approval=cost_approval,
+                response_timeout=approval_timeout,
+                retries=0,
+            )
+            if _gate_can_block(backend, max_cost_usd)
+            else None
         )
         deploy = HyperframesDeploySiteOperator(
             task_id="deploy_site",
@@ -170,16 +201,33 @@ def render_batch(
             deploy_task_id=deploy.task_id,
             render_task_id=render.task_id,
             group_id=group_id,
+            approval_task_id=approve.task_id if approve is not None else None,
             manifest_path=manifest_path,
             fail_on_row_failure=fail_on_row_failure,
             retries=0,
+            # An Asset event per manifest written by a collect that succeeds (a worker ends it:
+            # events are only emitted then), so downstream DAGs can run on the batch's outputs.
+            outlets=[manifest_asset(group.dag_id, group_id)] if group.dag_id else [],
             **settings,
         )
-        prepare >> deploy >> render >> collect
+        if approve is not None:
+            prepare >> approve >> deploy
+        else:
+            prepare >> deploy
+        deploy >> render >> collect
         # A teardown, so that marking the DAG run failed (which skips pending tasks) still runs
         # it: the manifest is written on every path. It fails the run when a row failed.
         collect.as_teardown(on_failure_fail_dagrun=True)
     return group
+
+
+def _gate_can_block(backend: str, max_cost_usd: float | str | None) -> bool:
+    """Only renders that bill can be over budget, and only when a limit is given."""
+    from hyperframes_airflow.backends.lambda_ import LambdaBackend
+    from hyperframes_airflow.backends.local import LocalBackend
+
+    billed = {"lambda": LambdaBackend.bills_renders, "local": LocalBackend.bills_renders}
+    return max_cost_usd is not None and billed[backend]
 
 
 def _render_operator(

@@ -9,6 +9,9 @@ hyperframes-airflow estimate PROJECT_DIR BATCH [--width W --height H --fps F ...
 hyperframes-airflow site-id PROJECT_DIR
 hyperframes-airflow deploy PROJECT_DIR [--conn-id C | --local-root DIR]   (prints the siteId)
 hyperframes-airflow doctor [--pool NAME]
+hyperframes-airflow rerun-failed MANIFEST -o ROWS.jsonl [--batch BATCH] [--conn-id ID]
+    the manifest's failed, aborted and timed-out rows as a new batch, read from the original
+    batch (variables never come from a manifest); exit 1 when some could not be found there
 """
 
 from __future__ import annotations
@@ -112,6 +115,19 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--pool", default="hyperframes_renders")
     doctor.add_argument("--skip-airflow", action="store_true", help="only check the renderer")
     doctor.set_defaults(func=cmd_doctor)
+
+    rerun = sub.add_parser(
+        "rerun-failed", help="write a manifest's rows that did not succeed as a new batch"
+    )
+    rerun.add_argument("manifest", help="the run's manifest: a path, file:// or s3:// URI")
+    rerun.add_argument("-o", "--output", type=Path, required=True, help="the batch to write")
+    rerun.add_argument(
+        "--batch", help="where the original batch is now (default: the manifest's batchSource)"
+    )
+    rerun.add_argument(
+        "--conn-id", default=None, help="Airflow connection for s3:// manifests and batches"
+    )
+    rerun.set_defaults(func=cmd_rerun_failed)
     return parser
 
 
@@ -365,3 +381,30 @@ def _pool_problems(pool: str) -> list[tuple[str, str]]:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def cmd_rerun_failed(args: argparse.Namespace) -> int:
+    """The rows a run did not render, as a batch: same lines' rows, same output keys."""
+    from hyperframes_airflow.contract.batch import parse_batch
+    from hyperframes_airflow.contract.manifest import Manifest
+    from hyperframes_airflow.contract.rerun import batch_jsonl, rerun_targets, select_rows
+    from hyperframes_airflow.storage import open_batch, read_text
+
+    text = read_text(args.manifest, conn_id=args.conn_id)
+    if text is None:
+        raise FileNotFoundError(f"no manifest at {args.manifest}")
+    manifest = Manifest.model_validate_json(text)
+    targets = rerun_targets(manifest)
+    source = args.batch or manifest.batch_source
+    with open_batch(source, args.conn_id) as handle:
+        rows = parse_batch(handle).rows
+    kept, issues = select_rows(rows, targets)
+    args.output.write_text(batch_jsonl(kept), encoding="utf-8")
+    lines = ", ".join(str(row.line) for row in kept) or "none"
+    print(
+        f"wrote {len(kept)} of {len(targets)} row(s) that did not succeed in run "
+        f"{manifest.run_id} to {args.output} (lines {lines} of {source})",
+        file=sys.stderr,
+    )
+    _print_issues(issues)
+    return 1 if issues else 0

@@ -27,7 +27,14 @@ from hyperframes_airflow.contract.batch import (
 from hyperframes_airflow.contract.plan import row_digest
 from hyperframes_airflow.contract.rows import BatchSpec, RowRef
 
-__all__ = ["BatchSourceError", "RowChanged", "open_batch", "read_planned_rows", "write_text_atomic"]
+__all__ = [
+    "BatchSourceError",
+    "RowChanged",
+    "open_batch",
+    "read_planned_rows",
+    "read_text",
+    "write_text_atomic",
+]
 
 
 class RowChanged(ValueError):
@@ -109,3 +116,16 @@ def write_text_atomic(uri: str, text: str, *, conn_id: str | None = None) -> Non
         return
     with ObjectStoragePath(uri, conn_id=conn_id).open("w", encoding="utf-8") as handle:
         handle.write(text)
+
+
+def read_text(uri: str, *, conn_id: str | None = None) -> str | None:
+    """A whole document (a manifest) written by `write_text_atomic`; None when it is missing."""
+    local = _local_path(uri)
+    try:
+        if local is not None:
+            return local.read_text(encoding="utf-8")
+        with ObjectStoragePath(uri, conn_id=conn_id).open("r", encoding="utf-8") as handle:
+            text: str = handle.read()
+            return text
+    except FileNotFoundError:
+        return None

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: install everything, set up a SQLite Airflow home inside the
 # repo with the render pool, and render the example batch through Airflow on this machine.
+#   --ui: instead, start a real local Airflow (api-server, scheduler, dag-processor, triggerer),
+#         trigger the demo batch and print the URL of its batch view; Ctrl+C stops everything.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
+if [ "${1:-}" = "--ui" ]; then
+  exec .venv/bin/python scripts/demo_ui.py
+fi
 T0=$(date +%s)
 airflow db migrate >/dev/null
 airflow pools set hyperframes_renders 2 "HyperFrames renders (counts deferred tasks)" \

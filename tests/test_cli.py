@@ -223,3 +223,43 @@ def test_a_batch_path_that_is_no_file_is_one_clear_line(tmp_path: Path) -> None:
                 env=os.environ,
             )
             assert (result.returncode, result.stderr, result.stdout) == (2, stderr, ""), batch
+
+
+def test_rerun_failed_writes_the_rows_that_did_not_succeed_from_the_original_batch(
+    tmp_path: Path,
+) -> None:
+    batch = tmp_path / "batch.jsonl"
+    rows = [
+        {"outputKey": "v/ok.mp4", "variables": {"title": "Ada"}},
+        {"outputKey": "v/failed.mp4", "variables": {"title": "Bruno", "accent": "#00ff00"}},
+        {"outputKey": "v/timeout.mp4", "variables": {"title": "Chiara"}},
+        {"outputKey": "v/changed-since.mp4"},
+    ]
+    batch.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    statuses = ["succeeded", "failed", "timed-out", "aborted"]
+    keys = ["v/ok.mp4", "v/failed.mp4", "v/timeout.mp4", "v/gone.mp4"]
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "dagId": "d",
+                "runId": "r1",
+                "backend": "local",
+                "batchSource": str(batch),
+                "rows": [
+                    {"inputLine": i + 1, "outputKey": key, "status": status}
+                    for i, (key, status) in enumerate(zip(keys, statuses, strict=True))
+                ],
+            }
+        )
+    )
+    out = tmp_path / "rows.jsonl"
+    result = run("rerun-failed", manifest, "-o", out)
+    assert result.returncode == 1, result.stderr  # line 4 no longer holds v/gone.mp4
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [rows[1], rows[2]]
+    assert "wrote 2 of 3 row(s) that did not succeed in run r1" in result.stderr
+    assert "line 4 [outputKey]: line 4 now holds outputKey 'v/changed-since.mp4'" in result.stdout
+    # The manifest holds no variables: they come from the batch, which must be there.
+    batch.unlink()
+    missing = run("rerun-failed", manifest, "-o", out)
+    assert missing.returncode == 2 and "batch file not found" in missing.stderr

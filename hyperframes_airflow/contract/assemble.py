@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from hyperframes_airflow.contract.approval import Approval
 from hyperframes_airflow.contract.manifest import ManifestRow, RowStatus
 from hyperframes_airflow.contract.rows import BatchReport, Lane, RowRef
 
-__all__ = ["NOT_RENDERED", "manifest_rows", "planned_lanes"]
+__all__ = ["NOT_RENDERED", "gate_problem", "manifest_rows", "planned_lanes", "settle_report"]
 
 #: A report status (batch not rendered at all) -> (row status, error) for every planned row.
 NOT_RENDERED: dict[str, tuple[RowStatus, str]] = {
     "dry-run": ("would-invoke", ""),
     "invalid": ("skipped", "not rendered: the batch failed validation (strict mode)"),
     "over-budget": ("skipped", "not rendered: the estimated cost was not approved"),
+    "needs-approval": ("skipped", "not rendered: the cost approval did not finish"),
     "failed": ("skipped", "not rendered: prepare_batch failed"),
 }
 
@@ -47,6 +49,30 @@ def planned_lanes(
     if report is not None and report.planned:
         return [Lane(rows=list(report.planned))]
     return []
+
+
+def settle_report(report: BatchReport | None, approval: Approval | None) -> BatchReport | None:
+    """The report once the approval task answered: `needs-approval` becomes `planned` (approved)
+    or `over-budget` (rejected, timed out, not asked); without an answer it stays."""
+    if report is None or report.status != "needs-approval" or approval is None:
+        return report
+    status = "planned" if approval.renders else "over-budget"
+    return report.model_copy(update={"status": status})
+
+
+def gate_problem(approval: Approval | None) -> dict[str, object] | None:
+    """The manifest's problem for a batch the cost gate stopped: the gate's message (estimate,
+    limit, how to confirm) and what the person did."""
+    if approval is None or approval.renders:
+        return None
+    message = approval.message or "the estimated cost was not approved"
+    if approval.decision == "rejected":
+        message += f" Rejected by {approval.by or 'a user'}" + (
+            f" at {approval.at}." if approval.at else "."
+        )
+    elif approval.decision == "timed-out":
+        message += " Nobody answered the approval request in time, so it was rejected."
+    return {"line": None, "field": "max_cost_usd", "severity": "error", "message": message}
 
 
 def manifest_rows(

@@ -12,6 +12,8 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from hyperframes_airflow.contract.approval import Approval
+
 RowStatus = Literal[
     "succeeded",
     "failed",
@@ -63,6 +65,17 @@ class ManifestRow(_Model):
     """When the output key already held another run's render: whose (its execution name)."""
 
 
+class RerunOf(_Model):
+    """The run a rerun repeats, as the rerun's manifest records it (its lines are that
+    batch's lines: `inputLine` of every row refers to the same source)."""
+
+    manifest_uri: str
+    dag_id: str
+    run_id: str
+    batch_source: str
+    lines: list[int]
+
+
 class ManifestTotals(_Model):
     rows: int
     by_status: dict[str, int]
@@ -84,6 +97,10 @@ class Manifest(_Model):
     dry_run: bool = False
     estimate: dict[str, Any] | None = None
     problems: list[dict[str, Any]] = Field(default_factory=list)
+    approval: Approval | None = None
+    """What the cost gate decided, and who (absent when no limit applied)."""
+    rerun_of: RerunOf | None = None
+    """Set on a run of another run's failed rows: which run, which of its lines."""
     totals: ManifestTotals | None = None
     rows: list[ManifestRow] = Field(default_factory=list)
     written_at: str | None = None

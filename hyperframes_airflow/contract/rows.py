@@ -22,7 +22,7 @@ from pydantic.alias_generators import to_camel
 
 from hyperframes_airflow.contract.batch import Format
 from hyperframes_airflow.contract.issues import Issue
-from hyperframes_airflow.contract.manifest import ManifestRow
+from hyperframes_airflow.contract.manifest import ManifestRow, RerunOf
 
 __all__ = [
     "DIGEST_CHARS",
@@ -130,10 +130,12 @@ class BatchReport(_Model):
     path (also when it fails), so the manifest can always say why nothing rendered.
 
     `planned` holds the planned rows only when no render tasks were mapped (dry run, strict
-    validation or cost gate failed): otherwise the rows are the mapping itself.
+    validation failed): otherwise the rows are the mapping itself. `needs-approval`: planned and
+    mapped, but above `max_cost_usd` unconfirmed, so the approval task decides
+    (`contract.assemble.settle_report` turns its answer into `planned` or `over-budget`).
     """
 
-    status: Literal["planned", "dry-run", "invalid", "over-budget", "failed"]
+    status: Literal["planned", "needs-approval", "dry-run", "invalid", "over-budget", "failed"]
     backend: str
     source: str
     site_id: str | None = None
@@ -143,6 +145,8 @@ class BatchReport(_Model):
     invalid: list[InvalidLine] = Field(default_factory=list)
     planned: list[RowRef] = Field(default_factory=list)
     rows_parsed: int = 0
+    rerun_of: RerunOf | None = None
+    """Set when this run renders another run's failed rows (`prepare_batch(rerun_of=...)`)."""
 
     @property
     def rendered(self) -> bool:

@@ -1,4 +1,9 @@
-"""`collect_manifest`: write what happened to every input line, then make the run's state true."""
+"""`collect_manifest`: write what happened to every input line, then make the run's state true.
+
+It also records what the cost approval decided and which run a rerun repeats, counts each
+row's attempts across reruns of the same run, and, when it succeeds, emits an Asset event for
+the batch's manifests (`manifest_asset`) so that delivery or notification DAGs run on it.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,42 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context, TriggerRule
+from airflow.sdk import Asset, BaseOperator, Context, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
-from hyperframes_airflow.contract.assemble import manifest_rows, planned_lanes
+from hyperframes_airflow.contract.approval import Approval
+from hyperframes_airflow.contract.assemble import (
+    gate_problem,
+    manifest_rows,
+    planned_lanes,
+    settle_report,
+)
 from hyperframes_airflow.contract.manifest import Manifest, ManifestRow
 from hyperframes_airflow.contract.options import optional_text, parse_bool
 from hyperframes_airflow.contract.progress import iso_now
+from hyperframes_airflow.contract.rerun import count_attempts
 from hyperframes_airflow.contract.roots import NotUnderAllowedRoot
 from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, Lane, decode_rows
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.operators._backend import BACKEND_TEMPLATE_FIELDS, BackendSettings
-from hyperframes_airflow.storage import write_text_atomic
-from hyperframes_airflow.xcom import PROGRESS_KEY, REPORT_KEY, SPEC_KEY
+from hyperframes_airflow.storage import read_text, write_text_atomic
+from hyperframes_airflow.xcom import APPROVAL_KEY, MANIFEST_KEY, PROGRESS_KEY, REPORT_KEY, SPEC_KEY
+
+__all__ = ["HyperframesCollectManifestOperator", "manifest_asset"]
+
+
+def manifest_asset(dag_id: str, group_id: str = "render_batch") -> Asset:
+    """The Asset a render_batch group's manifests are events of: schedule a DAG on it, and
+    read the manifest's URI from the event's extra (`manifest_uri`).
+
+    :param dag_id: The DAG that holds the group.
+    :param group_id: The group's id (`render_batch`'s `group_id`).
+    """
+    return Asset(
+        uri=f"x-hyperframes://manifests/{dag_id}/{group_id}",
+        name=f"hyperframes.manifest.{dag_id}.{group_id}",
+    )
+
 
 #: Render task states after which a task will not record anything more by itself.
 _SETTLED_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed", "success"})
@@ -38,6 +66,7 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
     :param deploy_task_id: The group's deploy_site task.
     :param render_task_id: The group's mapped render task.
     :param group_id: The group's id (part of the default manifest path).
+    :param approval_task_id: The group's approve_cost task, when it has one.
     :param manifest_path: Where to write the manifest (default: next to the outputs).
     :param fail_on_row_failure: Fail the run when any row did not succeed.
     :param settle_timeout_s: How long to wait for killed tasks to record their rows.
@@ -57,6 +86,7 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
         deploy_task_id: str,
         render_task_id: str,
         group_id: str = "render_batch",
+        approval_task_id: str | None = None,
         backend: str = "local",
         conn_id: str | None = DEFAULT_CONN_ID,
         region_name: str | None = None,
@@ -79,6 +109,7 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
         self.deploy_task_id = deploy_task_id
         self.render_task_id = render_task_id
         self.group_id = group_id
+        self.approval_task_id = approval_task_id
         self.manifest_path = manifest_path
         self.fail_on_row_failure = fail_on_row_failure
         self.settle_timeout_s = settle_timeout_s
@@ -86,12 +117,15 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
         raw_report = ti.xcom_pull(task_ids=self.prepare_task_id, key=REPORT_KEY)
-        report = BatchReport.model_validate(raw_report) if raw_report else None
+        approval = self._approval(ti)
+        report = settle_report(
+            BatchReport.model_validate(raw_report) if raw_report else None, approval
+        )
         raw_spec = ti.xcom_pull(task_ids=self.prepare_task_id, key=SPEC_KEY)
         spec = BatchSpec.model_validate(raw_spec) if raw_spec else None
         mapping = ti.xcom_pull(task_ids=self.prepare_task_id) or []
         lanes = planned_lanes(report, mapping)
-        mapped = bool(mapping)
+        mapped = bool(mapping) and (report is None or report.rendered)
         states, results, ran = ({}, {}, set()) if not mapped else self._gather(ti, spec, lanes)
         rows = manifest_rows(
             report=report, lanes=lanes, mapped=mapped, results=results, task_states=states, ran=ran
@@ -99,9 +133,15 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
         problems = list(report.problems) if report is not None else []
         if report is None:
             problems.append(_problem("prepare_batch did not run or recorded nothing; see its log"))
+        stopped = gate_problem(approval)
+        if stopped is not None:
+            problems.append(stopped)
+        elif report is not None and report.status == "needs-approval":
+            problems.append(_problem("the cost approval did not finish (its task did not end)"))
         uri, refused = self._manifest_uri(ti)
         if refused:
             problems.append(_problem(refused))
+        rows = count_attempts(self._previous(uri, ti.run_id), rows)
         deploy = ti.xcom_pull(task_ids=self.deploy_task_id) or {}
         manifest = Manifest(
             dag_id=ti.dag_id,
@@ -113,10 +153,13 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
             dry_run=report is not None and report.status == "dry-run",
             estimate=report.estimate if report is not None else None,
             problems=problems,
+            approval=approval,
+            rerun_of=report.rerun_of if report is not None else None,
             rows=rows,
             written_at=iso_now(),
         ).with_totals()
         write_text_atomic(uri, manifest.to_json(), conn_id=self.conn_id)
+        ti.xcom_push(key=MANIFEST_KEY, value=uri)  # also when this task then fails (the page)
         assert manifest.totals is not None
         self.log.info("Manifest written to %s\n%s", uri, manifest.summary_table())
         self.log.info("Totals: %s", manifest.totals.model_dump(by_alias=True))
@@ -133,6 +176,7 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
                 f"{len(failed)} of {len(rows)} row(s) did not succeed "
                 f"({manifest.totals.by_status}); manifest: {uri}"
             )
+        self._emit_asset_event(context, manifest, uri)
         return {"manifest": uri, "totals": manifest.totals.model_dump(by_alias=True)}
 
     def _manifest_uri(self, ti: Any) -> tuple[str, str | None]:
@@ -148,6 +192,47 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
             self.log.error("%s; writing the manifest to %s instead", exc, default)
             return default, f"{exc}; the manifest was written to {default} instead"
         return chosen, None
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def _approval(self, ti: Any) -> Approval | None:
+        """The approve_cost task's answer (None: no such task, or it never answered)."""
+        if not self.approval_task_id:
+            return None
+        raw = ti.xcom_pull(task_ids=self.approval_task_id, key=APPROVAL_KEY)
+        try:
+            return Approval.model_validate(raw) if isinstance(raw, dict) else None
+        except ValueError:
+            return None
+
+    def _previous(self, uri: str, run_id: str) -> Manifest | None:
+        """The manifest this run wrote before (a rerun of its failed rows rewrites it)."""
+        try:
+            text = read_text(uri, conn_id=self.conn_id)
+            previous = Manifest.model_validate_json(text) if text else None
+        except (OSError, ValueError) as exc:
+            self.log.warning("Could not read the earlier manifest at %s: %s", uri, exc)
+            return None
+        return previous if previous is not None and previous.run_id == run_id else None
+
+    def _emit_asset_event(self, context: Context, manifest: Manifest, uri: str) -> None:
+        """The manifest as an event of each Asset in `outlets` (counts and ids, no row data)."""
+        assert manifest.totals is not None
+        extra: dict[str, Any] = {
+            "dag_id": manifest.dag_id,
+            "run_id": manifest.run_id,
+            "group_id": self.group_id,
+            "manifest_uri": uri,
+            "rows": manifest.totals.rows,
+            "by_status": manifest.totals.by_status,
+            "succeeded": manifest.totals.succeeded,
+            "not_succeeded": manifest.totals.not_succeeded,
+            "cost_usd": manifest.totals.actual_cost_usd,
+            "estimated_usd": (manifest.estimate or {}).get("totalUsd"),
+        }
+        for outlet in self.outlets or []:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra = extra
 
     # -- gathering ---------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from hyperframes_airflow.contract.estimate import (
     estimate_batch,
 )
 from hyperframes_airflow.contract.issues import Issue
+from hyperframes_airflow.contract.manifest import Manifest
 from hyperframes_airflow.contract.options import (
     optional_text,
     parse_bool,
@@ -28,10 +29,11 @@ from hyperframes_airflow.contract.options import (
 )
 from hyperframes_airflow.contract.plan import BatchPlan, load_project, plan_batch
 from hyperframes_airflow.contract.progress import DEFAULT_MEMORY_MB
+from hyperframes_airflow.contract.rerun import narrow_plan, rerun_of, rerun_targets
 from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, InvalidLine, make_lanes
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.operators._backend import BACKEND_TEMPLATE_FIELDS, BackendSettings
-from hyperframes_airflow.storage import open_batch
+from hyperframes_airflow.storage import open_batch, read_text
 from hyperframes_airflow.xcom import REPORT_KEY, SPEC_KEY
 
 #: How many problems the task log lists in full (all of them are in the manifest).
@@ -56,8 +58,12 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
     :param strict: Fail the run when any row is invalid (else render the valid ones).
     :param strict_variables: Variables that do not match the template make the row invalid.
     :param dry_run: Validate and estimate only; render nothing.
-    :param max_cost_usd: Fail when the estimate is higher, unless `confirm_cost`.
+    :param max_cost_usd: Above this estimate the batch needs approval (status
+        `needs-approval`: the approval task decides), unless `confirm_cost`.
     :param confirm_cost: Render even above `max_cost_usd`.
+    :param rerun_of: A manifest URI: plan only that run's rows that did not succeed
+        (`contract.rerun.RERUN_STATUSES`), read again from that run's batch (`batch` is then
+        not read), each still under the output key the manifest names.
     :param rows_per_task: Rows each render task renders back to back (default 1, or what
         `[core] max_map_length` forces).
     :param render_timeout_s: Each row's deadline (passed on to the renders).
@@ -73,6 +79,7 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         "is_dry_run",
         "max_cost_usd",
         "confirm_cost",
+        "rerun_of",
         *BACKEND_TEMPLATE_FIELDS,
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"config": "json"}
@@ -99,13 +106,17 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         max_cost_usd: float | str | None = None,
         confirm_cost: bool | str = False,
         rows_per_task: int | None = None,
+        rerun_of: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.rerun_of = rerun_of
         self.set_backend(
             backend, conn_id, region_name, verify, botocore_config, local_root, allowed_roots
         )
-        self.remember_templated(project_dir=project_dir, batch=batch, local_root=local_root)
+        self.remember_templated(
+            project_dir=project_dir, batch=batch, local_root=local_root, rerun_of=rerun_of
+        )
         self.project_dir = project_dir
         self.site_id = site_id
         self.batch = batch
@@ -153,9 +164,16 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         resolved = self.render_backend().resolve(site_id=site_id, config=config)
         config = resolved.config
         self._update(config=config.to_wire())
-        self.guard("batch", str(self.batch), own_root=True)
-        self.log.info("Reading batch %s", self.batch)
-        with open_batch(str(self.batch), resolved.source_conn_id) as handle:
+        rerun = self._rerun_manifest(resolved.source_conn_id)
+        source = str(self.batch or "").strip()
+        if rerun is not None:  # line numbers only mean something in that run's own batch
+            if source and source != rerun[1].batch_source:
+                self.log.warning("rerun_of: reading %s, not %s", rerun[1].batch_source, source)
+            source = rerun[1].batch_source
+        self.guard("batch", source, own_root=True)
+        self._update(source=source)
+        self.log.info("Reading batch %s", source)
+        with open_batch(source, resolved.source_conn_id) as handle:
             plan = plan_batch(
                 handle,
                 config=config,
@@ -167,6 +185,18 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
                     self.strict_variables, name="strict_variables", default=False
                 ),
                 bucket=resolved.digest_bucket,
+            )
+        if rerun is not None:
+            uri, manifest = rerun
+            targets = rerun_targets(manifest)
+            plan = narrow_plan(plan, targets)
+            self._update(rerun_of=rerun_of(manifest, uri))
+            self.log.info(
+                "Rerun of %s (run %s): %d row(s) did not succeed there, %d of them render now",
+                uri,
+                manifest.run_id,
+                len(targets),
+                len(plan.rows),
             )
         estimate = self._estimate(plan, composition, config, resolved)
         gate = self._cost_gate(estimate)
@@ -180,7 +210,7 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         lanes = make_lanes(refs, per_task)
         spec = BatchSpec(
             backend=self.backend,  # type: ignore[arg-type]
-            source=str(self.batch),
+            source=source,
             source_conn_id=resolved.source_conn_id,
             format=config.format,
             site_id=site_id,
@@ -218,10 +248,8 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
         if dry_run:
             self._update(status="dry-run", planned=refs)
             return []
-        if gate.blocked:
-            self._update(status="over-budget", planned=refs)
-            self._report = self._report.problem(Issue(None, "max_cost_usd", "error", gate.message))
-            raise AirflowFailException(gate.message)
+        if gate.blocked:  # the approval task decides; collect_manifest records its answer
+            self._update(status="needs-approval")
         return [{"rows": lane.model_dump(by_alias=True)["rows"]} for lane in lanes]
 
     def _site(self) -> tuple[Composition, str]:
@@ -261,6 +289,20 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
                 raise AirflowFailException(issue.message) from exc
             self.log.warning("%s", issue)
             return Composition(duration_unknown_reason=issue.message), site_id
+
+    def _rerun_manifest(self, conn_id: str | None) -> tuple[str, Manifest] | None:
+        """`rerun_of`'s manifest (None when blank); a missing or unreadable one fails."""
+        uri = str(self.rerun_of or "").strip()
+        if not uri or uri == "None":
+            return None
+        self.guard("rerun_of", uri, own_root=True)
+        text = read_text(uri, conn_id=conn_id)
+        if text is None:
+            raise AirflowFailException(f"rerun_of: no manifest at {uri}")
+        try:
+            return uri, Manifest.model_validate_json(text)
+        except ValueError as exc:
+            raise AirflowFailException(f"rerun_of: {uri} is not a HyperFrames manifest") from exc
 
     def _update(self, **changes: Any) -> None:
         self._report = self._report.model_copy(update=changes)

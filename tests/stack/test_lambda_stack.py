@@ -45,6 +45,9 @@ pytestmark = pytest.mark.slow
 DAG_ID = "hf_stack_lambda"
 CRASH_DAG_ID = "hf_stack_lambda_crash"
 PREPARE_TASK_ID = "render_batch.prepare_batch"
+APPROVAL_TASK_ID = "render_batch.approve_cost"
+#: How long the cost approval waits for an answer here (then it rejects).
+APPROVAL_S = 20
 COLLECT_TASK_ID = "render_batch.collect_manifest"
 POOL_SLOTS = 3
 #: The first trigger `on_kill` in a triggerer process pays a one-time cost: its check that the
@@ -74,7 +77,13 @@ def stack(moto: MotoStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     home = tmp_path_factory.mktemp("airflow-home-lambda")
     # No task is running when the module ends, so stop() need not wait long for one to report
     # (the LocalExecutor otherwise holds the scheduler until the second SIGTERM).
-    airflow = AirflowStack(home, STACK_DAGS, env=moto.airflow_conn_env(), stop_timeout_s=8)
+    env = {
+        **moto.airflow_conn_env(),
+        "HF_STACK_APPROVAL_S": str(APPROVAL_S),
+        # The scheduler sweeps unanswered approvals past their timeout this often (default 15).
+        "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
+    }
+    airflow = AirflowStack(home, STACK_DAGS, env=env, stop_timeout_s=8)
     with airflow as running:
         print(f"stack start-up: {running.startup_seconds}")
         running.create_pool(RENDER_POOL, POOL_SLOTS, include_deferred=True)
@@ -340,7 +349,11 @@ def test_mark_run_failed_aborts_every_deferred_render_and_still_writes_the_manif
     time.sleep(1)  # give the pool a chance to (wrongly) let a 4th one in
     states = _render_states(stack, DAG_ID, run_id)
     assert list(states.values()).count("deferred") == POOL_SLOTS, states
-    running = _executions_for(moto, "runfail/")
+    running = _wait_for(  # each trigger logs "starting" before its StartExecution
+        "their executions",
+        lambda: (found := _executions_for(moto, "runfail/")) and len(found) >= POOL_SLOTS and found,
+        timeout=30,
+    )
     assert len(running) == POOL_SLOTS and {e["status"] for e in running} == {"RUNNING"}
     arns = [e["executionArn"] for e in running]
 
@@ -418,8 +431,32 @@ def test_retry_after_a_crash_reattaches_instead_of_rendering_twice(
     assert "hfTestCrash" in first, first[-3000:]
 
 
-@pytest.mark.timeout(180)
-def test_cost_gate_fails_before_any_upload_or_start_unless_confirmed(
+def _awaiting_approval(stack: AirflowStack, run_id: str, timeout: float = 90) -> dict[str, Any]:
+    """The run's approval request once its task waits in `awaiting_input` (REST, as the
+    Required actions page reads it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = stack.task_instances(DAG_ID, run_id, APPROVAL_TASK_ID)
+        task = found[0] if found else None
+        if task is not None and task.state == "awaiting_input":
+            detail: dict[str, Any] = stack.api("GET", _hitl_path(run_id))
+            return detail
+        assert task is None or task.state in (None, "scheduled", "queued", "running"), task
+        time.sleep(0.5)
+    raise AssertionError(f"{run_id}: no approval request within {timeout:g} s")
+
+
+def _hitl_path(run_id: str) -> str:
+    from urllib.parse import quote
+
+    return (
+        f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+        f"/taskInstances/{APPROVAL_TASK_ID}/-1/hitlDetails"
+    )
+
+
+@pytest.mark.timeout(300)
+def test_cost_gate_waits_for_a_person_and_nothing_deploys_or_starts_unless_approved(
     stack: AirflowStack, moto: MotoStack, tmp_path: Path
 ) -> None:
     from hyperframes_airflow.contract.plan import load_project
@@ -433,36 +470,71 @@ def test_cost_gate_fails_before_any_upload_or_start_unless_confirmed(
     conf = {"batch": batch, "project": str(project), "max_cost_usd": 0.0001}
     s3 = moto.boto3_client("s3")
 
+    # Above the limit, a manual run waits for an answer; Reject ends it without rendering.
     moto.reset_calls()
     gated = stack.trigger(DAG_ID, conf)
+    request = _awaiting_approval(stack, gated)
+    assert request["subject"].startswith("Approve 2 renders, estimated $")
+    assert "(max_cost_usd $0.0001)?" in request["subject"]
+    assert "assumptions" in request["body"] and f"{APPROVAL_S} seconds" in request["body"]
+    [prepare] = stack.task_instances(DAG_ID, gated, PREPARE_TASK_ID)
+    assert prepare.state == "success"  # a blocked gate no longer fails prepare
+    answer = stack.api(
+        "PATCH", _hitl_path(gated), json_body={"chosen_options": ["Reject"], "params_input": {}}
+    )
+    assert answer["chosen_options"] == ["Reject"]
     assert stack.wait_for_run(DAG_ID, gated, timeout=120) == "failed"
     calls = moto.calls()
     manifest = _manifest(moto, DAG_ID, gated)
     total = manifest["estimate"]["totalUsd"]
     assert total > 0.0001
-    [prepare] = stack.task_instances(DAG_ID, gated, PREPARE_TASK_ID)
-    assert prepare.state == "failed"
     log = stack.task_log(DAG_ID, gated, PREPARE_TASK_ID)
     for text in (f"${total:.4f}", "max_cost_usd $0.0001", "confirm_cost=true"):
         assert text in log, (text, log[-3000:])
     gate = [p for p in manifest["problems"] if p["field"] == "max_cost_usd"]
-    assert gate and f"${total:.4f}" in gate[0]["message"]
+    assert gate and f"${total:.4f}" in gate[0]["message"] and "Rejected by" in gate[0]["message"]
+    assert manifest["approval"]["decision"] == "rejected" and manifest["approval"]["by"]
     assert [r["status"] for r in manifest["rows"]] == ["skipped", "skipped"]
     assert calls["states:StartExecution"] == 0, calls
     assert calls["s3:PutObject"] == 1, calls  # the manifest, and no site
     assert s3.list_objects_v2(Bucket=moto.bucket, Prefix=site_key).get("KeyCount") == 0
     assert _executions_for(moto, "gate/") == []
 
+    # Nobody answers: past the timeout the scheduler applies the default, Reject.
+    silent = stack.trigger(DAG_ID, conf)
+    _awaiting_approval(stack, silent)
+    t0 = time.monotonic()
+    assert stack.wait_for_run(DAG_ID, silent, timeout=120) == "failed"
+    waited = time.monotonic() - t0
+    timed_out = _manifest(moto, DAG_ID, silent)
+    assert timed_out["approval"]["decision"] == "timed-out"
+    assert [r["status"] for r in timed_out["rows"]] == ["skipped", "skipped"]
+    assert _executions_for(moto, "gate/") == []
+
+    # Approve: the batch deploys and renders.
+    moto.reset_calls()
+    approved = stack.trigger(DAG_ID, conf)
+    _awaiting_approval(stack, approved)
+    stack.api(
+        "PATCH", _hitl_path(approved), json_body={"chosen_options": ["Approve"], "params_input": {}}
+    )
+    assert stack.wait_for_run(DAG_ID, approved, timeout=120) == "success"
+    calls = moto.calls()
+    assert calls["states:StartExecution"] == 2, calls
+    assert s3.list_objects_v2(Bucket=moto.bucket, Prefix=site_key).get("KeyCount") == 1
+    manifest = _manifest(moto, DAG_ID, approved)
+    assert manifest["approval"]["decision"] == "approved"
+    assert [r["status"] for r in manifest["rows"]] == ["succeeded", "succeeded"]
+
+    # A run confirmed by argument never asks.
     moto.reset_calls()
     confirmed = stack.trigger(DAG_ID, {**conf, "confirm_cost": True})
     assert stack.wait_for_run(DAG_ID, confirmed, timeout=120) == "success"
-    calls = moto.calls()
-    assert calls["states:StartExecution"] == 2, calls
-    assert calls["s3:PutObject"] == 2, calls  # the site, once, and the manifest
-    assert s3.list_objects_v2(Bucket=moto.bucket, Prefix=site_key).get("KeyCount") == 1
-    statuses = [r["status"] for r in _manifest(moto, DAG_ID, confirmed)["rows"]]
-    assert statuses == ["succeeded", "succeeded"]
-    print(f"cost gate: estimate ${total:.4f} vs max_cost_usd $0.0001")
+    assert stack.task_instances(DAG_ID, confirmed, APPROVAL_TASK_ID)[0].state == "success"
+    assert moto.calls()["states:StartExecution"] == 2
+    print(
+        f"cost gate: estimate ${total:.4f} vs max_cost_usd $0.0001; unanswered for {waited:.0f} s"
+    )
 
 
 @pytest.mark.timeout(200)

@@ -19,6 +19,7 @@ fate on that state machine (`hfTestFate` succeed|fail|hang, `hfTestSeconds` N).
 
 from __future__ import annotations
 
+import os
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -60,6 +61,8 @@ def _batch_group(**options: Any) -> None:
         max_concurrent=50,
         poll_interval=1.0,
         progress_interval=5,
+        # Above max_cost_usd a manual run waits for an answer this long (tests set it short).
+        approval_timeout=timedelta(seconds=float(os.environ.get("HF_STACK_APPROVAL_S", "3600"))),
         **options,
     )
 

@@ -12,6 +12,9 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 echo "[bootstrap] uv sync --frozen --compile-bytecode"
 uv sync --frozen --quiet --compile-bytecode
+# uv compiles site-packages only; this package is installed editable, so compile it too, or
+# (with PYTHONDONTWRITEBYTECODE set) every task process compiles it again.
+.venv/bin/python -m compileall -q -j 0 hyperframes_airflow >/dev/null
 bash "$ROOT/scripts/install-renderer.sh"
 
 # A self-contained Airflow home (SQLite) inside the repo, reading this repo's dags/.

@@ -37,7 +37,8 @@ def _local_file(uri: str, root: str | None) -> Path:
     parsed = urlparse(uri)
     if parsed.netloc not in ("", "localhost"):
         raise Refused("not a local file")
-    base = Path(root).resolve()
+    # A root is a directory or a file:// URI (an object-store root on a mounted disk).
+    base = Path(unquote(urlparse(root).path) if root.startswith("file://") else root).resolve()
     path = Path(unquote(parsed.path)).resolve()
     if base not in path.parents or not path.is_file():
         raise Refused("not a file under the batch's local root")

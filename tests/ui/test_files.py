@@ -51,6 +51,10 @@ def test_only_regular_files_under_the_batch_root_are_served(tmp_path: Path) -> N
             locate(uri, spec)
     with pytest.raises(Refused):  # a batch without a local root serves no file
         locate(video.as_uri(), _spec(None))
+    as_uri_root = _spec(None).model_copy(update={"local_root": root.as_uri()})
+    assert locate(video.as_uri(), as_uri_root).path == video.resolve()  # a file:// root
+    with pytest.raises(Refused):
+        locate(outside.as_uri(), as_uri_root)
 
 
 def test_s3_outputs_are_presigned_through_the_batch_connection(hf_conn: MotoStack) -> None:

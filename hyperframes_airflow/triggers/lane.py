@@ -1,12 +1,13 @@
 """A lane of Lambda renders: its rows, one after the other, each started the moment the last ends.
 
 Runs in the triggerer (deferrable renders) or, through `asyncio.run`, on a worker (not
-deferrable); both are the same code. For each row it reads the line back from the batch and
-checks it (`storage.read_planned_rows`), starts the execution under the row's deterministic name
-(re-attaching instead when that name is already this try's render, see `contract.lifecycle`),
-waits on the shared `ExecutionWatcher`, stops the execution at the row's deadline, and turns the
-execution's history into the row's manifest row. The rows' variables live only in memory, only
-while their execution is being started.
+deferrable); both are the same code. It reads the lane's lines back from the batch once and
+checks each (`storage.read_planned_rows`); for each row it starts the execution under the row's
+deterministic name (re-attaching instead when that name is already this try's render, see
+`contract.lifecycle`), waits on the shared `ExecutionWatcher`, stops the execution at the row's
+deadline, and turns the execution's history into the row's manifest row. The rows' variables
+live only in this process's memory, for as long as the lane runs; nothing of them is logged or
+persisted.
 """
 
 from __future__ import annotations
@@ -94,15 +95,20 @@ class LambdaLane:
         )
 
     async def run(self) -> list[ManifestRow]:
-        """Render every row still to do; returns all the lane's rows, in order."""
-        for ref in self.lane.rows[len(self.results) :]:
-            self.results.append(await self._render(ref))
+        """Render every row still to do; returns all the lane's rows, in order.
+
+        The rows are read back from the batch once, together (one open, one seek per row),
+        so no batch read sits between one row's end and the next row's start.
+        """
+        todo = self.lane.rows[len(self.results) :]
+        loaded = await asyncio.to_thread(self._read, todo) if todo else []
+        for ref, row in zip(todo, loaded, strict=True):
+            self.results.append(await self._render(ref, row))
         return self.results
 
     # -- one row ---------------------------------------------------------------------------
 
-    async def _render(self, ref: RowRef) -> ManifestRow:
-        loaded = await asyncio.to_thread(self._read, ref)
+    async def _render(self, ref: RowRef, loaded: BatchRow | RowChanged) -> ManifestRow:
         if isinstance(loaded, RowChanged):
             self.log.error("Row %d: %s", ref.line, loaded)
             return _failed_to_start(ref, "ROW_CHANGED", str(loaded))
@@ -169,8 +175,8 @@ class LambdaLane:
             ref, "NO_FREE_NAME", f"no free execution name after {MAX_ATTEMPTS} attempts of {base!r}"
         )
 
-    def _read(self, ref: RowRef) -> BatchRow | RowChanged:
-        return next(read_planned_rows(self.spec, [ref], self.base_wire))
+    def _read(self, refs: list[RowRef]) -> list[BatchRow | RowChanged]:
+        return list(read_planned_rows(self.spec, refs, self.base_wire))
 
     async def _wait(self, attempt: RenderAttempt, row: BatchRow) -> ManifestRow:
         """Wait for the execution to close (stopping it at its deadline) and read its result."""

@@ -31,6 +31,7 @@ __all__ = [
     "ExecutionWatcher",
     "ReadBudget",
     "TokenBucket",
+    "overdue_delay",
     "read_budget",
 ]
 
@@ -45,7 +46,8 @@ NEAR_INTERVAL = 0.5
 FAR_INTERVAL = 10.0
 #: How long before its expected end a render counts as due.
 LEAD_SECONDS = 2.0
-#: An overdue render is looked for again after this fraction of the time it has run so far.
+#: An overdue render is looked for again after this fraction of the time it has run past its
+#: expected end: often right after it (an estimate is rarely exact), less as it overruns.
 OVERDUE_BACKOFF = 0.1
 #: A render must have been watched this long before a sweep's silence counts (list lag).
 LIST_GRACE_SECONDS = 1.0
@@ -111,6 +113,13 @@ class _Watch:
     future: asyncio.Future[None]
     since: float
     due: float
+    #: When the render is expected to end (`since` when nothing is known).
+    expected_end: float
+
+
+def overdue_delay(now: float, expected_end: float, far: float = FAR_INTERVAL) -> float:
+    """How long to wait before looking again for a render still running at `now`."""
+    return min(far, max(NEAR_INTERVAL, OVERDUE_BACKOFF * (now - expected_end)))
 
 
 @dataclass
@@ -176,8 +185,15 @@ class ExecutionWatcher:
         watch = self._watched.get(execution_arn)
         if watch is None or watch.future.done():
             now = time.monotonic()
-            due = started + expected - LEAD_SECONDS if expected is not None else now + self.far
-            watch = _Watch(loop.create_future(), since=now, due=due)
+            if expected is None:
+                watch = _Watch(
+                    loop.create_future(), since=now, due=now + self.far, expected_end=now
+                )
+            else:
+                end = started + expected
+                watch = _Watch(
+                    loop.create_future(), since=now, due=end - LEAD_SECONDS, expected_end=end
+                )
             self._watched[execution_arn] = watch
         self._wake.set()
         if self._task is None or self._task.done():
@@ -234,10 +250,8 @@ class ExecutionWatcher:
             if watch.future.done():
                 continue
             if arn in running:
-                if watch.due <= now:  # overdue: look again later, the later the longer it ran
-                    watch.due = now + min(
-                        self.far, max(NEAR_INTERVAL, OVERDUE_BACKOFF * (now - watch.since))
-                    )
+                if watch.due <= now:  # overdue: look again soon, later the more it overran
+                    watch.due = now + overdue_delay(now, watch.expected_end, self.far)
                 continue
             if began - watch.since < LIST_GRACE_SECONDS:
                 continue  # started just now: the list may not show it yet

@@ -441,11 +441,16 @@ def _rerun(
     render_task_id: str,
     collect_task_id: str,
 ) -> PageRerun | None:
-    """Failed rows of a finished run, by the render task that holds them."""
+    """Failed rows of a finished run, by the render task that holds them.
+
+    Tasks that never ran because something upstream failed (`upstream_failed`: deploy or
+    approval) are left out: clearing them alone would only fail them again.
+    """
     if inputs.collect is None or inputs.collect.state not in _SETTLED_TASK:
         return None
     failed = [r for r in rows if r.status in RERUN_STATUSES and r.map_index is not None]
-    indexes = sorted({r.map_index for r in failed if r.map_index is not None} & set(settled))
+    ran = {i for i, state in settled.items() if state != "upstream_failed"}
+    indexes = sorted({r.map_index for r in failed if r.map_index is not None} & ran)
     if not indexes:
         return None
     task_ids: list[str | list[str | int]] = [[render_task_id, i] for i in indexes]

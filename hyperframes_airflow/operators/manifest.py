@@ -141,7 +141,7 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
         uri, refused = self._manifest_uri(ti)
         if refused:
             problems.append(_problem(refused))
-        rows = count_attempts(self._previous(uri, ti.run_id), rows)
+        rows = count_attempts(self._previous(uri, ti.dag_id, ti.run_id), rows)
         deploy = ti.xcom_pull(task_ids=self.deploy_task_id) or {}
         manifest = Manifest(
             dag_id=ti.dag_id,
@@ -205,7 +205,7 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
         except ValueError:
             return None
 
-    def _previous(self, uri: str, run_id: str) -> Manifest | None:
+    def _previous(self, uri: str, dag_id: str, run_id: str) -> Manifest | None:
         """The manifest this run wrote before (a rerun of its failed rows rewrites it)."""
         try:
             text = read_text(uri, conn_id=self.conn_id)
@@ -213,7 +213,9 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
         except (OSError, ValueError) as exc:
             self.log.warning("Could not read the earlier manifest at %s: %s", uri, exc)
             return None
-        return previous if previous is not None and previous.run_id == run_id else None
+        if previous is None or (previous.dag_id, previous.run_id) != (dag_id, run_id):
+            return None  # another run's (or another DAG's) manifest at a shared path
+        return previous
 
     def _emit_asset_event(self, context: Context, manifest: Manifest, uri: str) -> None:
         """The manifest as an event of each Asset in `outlets` (counts and ids, no row data)."""

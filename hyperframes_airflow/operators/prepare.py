@@ -170,6 +170,7 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
             if source and source != rerun[1].batch_source:
                 self.log.warning("rerun_of: reading %s, not %s", rerun[1].batch_source, source)
             source = rerun[1].batch_source
+            self.guard("rerun_of", source, own_root=True)  # a user's choice, through the manifest
         self.guard("batch", source, own_root=True)
         self._update(source=source)
         self.log.info("Reading batch %s", source)
@@ -243,7 +244,7 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
             more = len(errors) - LOGGED_PROBLEMS
             tail = f"\n  ... and {more} more" if more > 0 else ""
             raise AirflowFailException(
-                f"Batch validation failed: {len(errors)} error(s) in {self.batch}\n{listing}{tail}"
+                f"Batch validation failed: {len(errors)} error(s) in {source}\n{listing}{tail}"
             )
         if dry_run:
             self._update(status="dry-run", planned=refs)

@@ -52,17 +52,19 @@ def _html(name: str, config: dict[str, Any]) -> str:
 
 
 def build_app(progress: LambdaProgress | None = None) -> FastAPI:
-    """The app mounted at `URL_PREFIX`; `app.state.read_ti` is the access check (tests
-    override it with `app.dependency_overrides`).
+    """The app mounted at `URL_PREFIX`; `app.state.read_ti` and `read_xcom` are the access
+    checks (tests override them with `app.dependency_overrides`).
 
     :param progress: The Lambda progress cache (default: a new one).
     """
     live = progress or LambdaProgress()
     read_ti = requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE)
+    read_xcom = requires_access_dag("GET", DagAccessEntity.XCOM)  # the page is made of XComs
     app = FastAPI(title="HyperFrames batch view", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.read_ti = read_ti
+    app.state.read_xcom = read_xcom
     app.state.progress = live
-    batch = APIRouter(dependencies=[Depends(read_ti)])
+    batch = APIRouter(dependencies=[Depends(read_ti), Depends(read_xcom)])
 
     def settings(**extra: Any) -> dict[str, Any]:
         base = base_path()

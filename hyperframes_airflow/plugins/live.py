@@ -75,9 +75,9 @@ class LambdaProgress:
             sfn = hook.sfn_hook_in(spec.stack.region)
             describe = sfn.describe_execution(arn)
             events = hook.get_execution_history(arn)
+            progress = render_progress(describe, events, memory_mb=spec.stack.lambda_memory_mb)
         except Exception:  # progress is informative: the page shows the row without it
             return None
-        progress = render_progress(describe, events, memory_mb=spec.stack.lambda_memory_mb)
         total = progress.total_frames  # unknown until the plan says: frames then unknown too
         return LiveRender(
             fraction=float(progress.overall_progress),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow.providers.amazon.aws.links.step_function import StateMachineExecutionsDetailsLink
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from hyperframes_airflow.contract.approval import Approval
@@ -31,6 +31,9 @@ __all__ = ["PREPARE", "GroupTasks", "RunData", "read_run", "recent_batches"]
 
 PREPARE = "prepare_batch"
 LINK_KEY = StateMachineExecutionsDetailsLink.key
+#: The tasks of a render_batch group whose XComs the page reads (by their names in the group).
+APPROVE, RENDER, COLLECT = "approve_cost", "render", "collect_manifest"
+_GROUP_TASKS = (PREPARE, APPROVE, RENDER, COLLECT)
 _KEYS = (REPORT_KEY, SPEC_KEY, RESULT_KEY, PROGRESS_KEY, LINK_KEY, APPROVAL_KEY, MANIFEST_KEY)
 
 
@@ -47,15 +50,15 @@ class GroupTasks:
 
     @property
     def approval(self) -> str:
-        return f"{self.prefix}approve_cost"
+        return f"{self.prefix}{APPROVE}"
 
     @property
     def render(self) -> str:
-        return f"{self.prefix}render"
+        return f"{self.prefix}{RENDER}"
 
     @property
     def collect(self) -> str:
-        return f"{self.prefix}collect_manifest"
+        return f"{self.prefix}{COLLECT}"
 
     @classmethod
     def of_prepare(cls, task_id: str) -> GroupTasks:
@@ -85,9 +88,18 @@ def _view(row: Any) -> TaskView:
 def _xcoms(session: Session, dag_id: str, run_id: str) -> dict[tuple[str, str, int], Any]:
     from airflow.models.xcom import XComModel
 
+    own_tasks = or_(
+        *(
+            or_(XComModel.task_id == name, XComModel.task_id.like(f"%.{name}"))
+            for name in _GROUP_TASKS
+        )
+    )
     rows = session.execute(
         select(XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value).where(
-            XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.key.in_(_KEYS)
+            XComModel.dag_id == dag_id,
+            XComModel.run_id == run_id,
+            XComModel.key.in_(_KEYS),
+            own_tasks,  # another task's return value is never decoded
         )
     )
     return {(r.task_id, r.key, r.map_index): XComModel.deserialize_value(r) for r in rows}

@@ -184,6 +184,20 @@ def test_a_finished_run_offers_to_rerun_exactly_its_failed_render_tasks() -> Non
     assert page.totals.by_status == {"aborted": 1, "succeeded": 2, "timed-out": 1}
 
 
+def test_no_rerun_is_offered_for_tasks_that_never_ran_because_deploy_failed() -> None:
+    inputs = BatchInputs(
+        group_id="g",
+        report=_report(),
+        mapping=_mapping([1], [2]),
+        tasks={0: TaskView("upstream_failed"), 1: TaskView("upstream_failed")},
+        collect=TaskView("failed"),
+    )
+    page = _page(inputs)
+    assert page.phase == "finished"
+    assert {r.status for r in page.rows} == {"failed-to-start"}
+    assert page.rerun is None  # clearing them alone would fail them again
+
+
 def test_console_links_follow_the_partition() -> None:
     arn = "arn:aws:states:us-east-1:1:execution:hf:name"
     assert console_url(arn) == (

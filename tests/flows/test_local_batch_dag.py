@@ -182,6 +182,7 @@ def _form_dag(dag_id: str, root: Path, allowed: list[str]) -> Any:
             "batch": Param("", type="string"),
             "project_dir": Param(str(TEMPLATE), type="string"),
             "manifest_path": Param("", type="string"),
+            "rerun_of": Param("", type="string"),
         },
     ) as dag:
         render_batch(
@@ -191,6 +192,7 @@ def _form_dag(dag_id: str, root: Path, allowed: list[str]) -> Any:
             backend="local",
             local_root=str(root),
             manifest_path="{{ params.manifest_path }}",
+            rerun_of="{{ params.rerun_of }}",
             allowed_roots=allowed,
             dry_run=True,
         )
@@ -222,6 +224,18 @@ def test_form_values_outside_the_allowed_roots_are_refused(tmp_path: Path) -> No
     assert not escape.exists()
     manifest = _manifests(root, "hf_local_roots", written.run_id)
     assert any("manifest_path" in p["message"] for p in manifest["problems"])
+
+    # A rerun reads the batch its manifest names: a manifest (allowed itself) that names a
+    # batch outside the roots is refused like a typed batch path.
+    forged = _manifests(root, "hf_local_roots", ok.run_id)
+    forged["batchSource"] = "/etc/hostname"
+    forged_file = tmp_path / "in" / "forged.json"
+    forged_file.write_text(json.dumps(forged))
+    conf = {"batch": str(batch), "project_dir": str(TEMPLATE), "manifest_path": ""}
+    rerun = run_dag(dag, run_conf={**conf, "rerun_of": str(forged_file)})
+    assert str(rerun.state) == "failed"
+    problems = _manifests(root, "hf_local_roots", rerun.run_id)["problems"]
+    assert any("rerun_of '/etc/hostname'" in p["message"] for p in problems), problems
 
 
 def _manifests(root: Path, dag_id: str, run_id: str) -> dict[str, Any]:

@@ -52,6 +52,7 @@ def test_the_view_serves_a_real_run_and_a_rerun_of_its_manifest_renders_only_the
 
     app = build_app()
     app.dependency_overrides[app.state.read_ti] = lambda: None
+    app.dependency_overrides[app.state.read_xcom] = lambda: None
     client = TestClient(app)
     run = quote(first.run_id, safe="")
     page = client.get(f"/batch/hf_view_first/{run}")

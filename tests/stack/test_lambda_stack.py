@@ -439,11 +439,30 @@ def _awaiting_approval(stack: AirflowStack, run_id: str, timeout: float = 90) ->
         found = stack.task_instances(DAG_ID, run_id, APPROVAL_TASK_ID)
         task = found[0] if found else None
         if task is not None and task.state == "awaiting_input":
+            _scheduler_saw_the_pause(stack, run_id, deadline)
             detail: dict[str, Any] = stack.api("GET", _hitl_path(run_id))
             return detail
         assert task is None or task.state in (None, "scheduled", "queued", "running"), task
         time.sleep(0.5)
     raise AssertionError(f"{run_id}: no approval request within {timeout:g} s")
+
+
+def _scheduler_saw_the_pause(stack: AirflowStack, run_id: str, deadline: float) -> None:
+    """Wait until the scheduler has processed the executor's event for the paused task.
+
+    An answer given before that (here: within a second of the pause) races Airflow itself:
+    the answer re-queues the task, the scheduler then reads the executor's "success" for the
+    first try as a state changed externally and fails the task. A person never answers that
+    fast; the test would, so it waits like one.
+    """
+    needle = f"task_id={APPROVAL_TASK_ID}, run_id={run_id}, "
+    log = stack.logs_dir / "scheduler.log"
+    while time.monotonic() < deadline:
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        if any(needle in line and "state=awaiting_input" in line for line in lines):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{run_id}: the scheduler never processed the approval task's pause")
 
 
 def _hitl_path(run_id: str) -> str:

@@ -65,6 +65,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginStack]:
     passwords.write_text(json.dumps(PASSWORDS))
     env = {
         "HYPERFRAMES_LOCAL_ROOT": str(tmp_path_factory.mktemp("ui-out")),
+        # The tests' batches are typed into the trigger form: allow their temp dirs.
+        "HYPERFRAMES_ALLOWED_ROOTS": str(tmp_path_factory.getbasetemp()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer,outsider:",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),

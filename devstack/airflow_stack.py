@@ -43,13 +43,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from devstack.render_resources import with_descendants
+from devstack.service import Service
 from hyperframes_airflow.backends.local_cli import all_pids, proc_stat
 
 STACK_COOKIE = "HYPERFRAMES_AIRFLOW_STACK_ID"
@@ -142,7 +142,7 @@ def airflow_binary() -> Path:
     return Path(sys.executable).parent / "airflow"
 
 
-class AirflowStack:
+class AirflowStack(Service):
     """Start, drive (over REST) and stop a real Airflow stack rooted at `home`.
 
     Ports are picked free, so several stacks can run at once. `env` is applied last and may
@@ -207,22 +207,6 @@ class AirflowStack:
         self._worker_log_offset: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
-
-    def __enter__(self) -> AirflowStack:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _build_env(self, extra: Mapping[str, str]) -> dict[str, str]:
         # The parent (e.g. pytest's conftest) may carry its own Airflow settings: drop them all.

@@ -60,6 +60,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from devstack.service import Service
+
 __all__ = ["TEST_ACCOUNT", "MotoStack", "render_stack_definition"]
 
 TEST_ACCOUNT = "123456789012"
@@ -321,7 +323,7 @@ def _free_port() -> int:
         return port
 
 
-class MotoStack:
+class MotoStack(Service):
     """A moto server process with a render bucket and the test state machine.
 
     Use as a context manager or call `start()`/`stop()`. Executions are really run by moto's ASL
@@ -429,12 +431,6 @@ class MotoStack:
             proc.wait(timeout=5)
         if self._log_path is not None:
             self._log_path.unlink(missing_ok=True)
-
-    def __enter__(self) -> MotoStack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- clients and Airflow connection -------------------------------------------------------
 

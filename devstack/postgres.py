@@ -23,9 +23,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 from devstack.airflow_stack import free_port
+from devstack.service import Service
 
 __all__ = ["PostgresError", "PostgresServer", "ensure_binaries"]
 
@@ -68,7 +68,7 @@ def ensure_binaries() -> Path:
     return found
 
 
-class PostgresServer:
+class PostgresServer(Service):
     """A private PostgreSQL cluster on a free port; use as a context manager.
 
     :param root: Where the cluster lives (default: a new temporary directory, removed on stop).
@@ -116,22 +116,6 @@ class PostgresServer:
         )
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    def __enter__(self) -> PostgresServer:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _as_user(self, argv: list[str]) -> list[str]:
         """Root runs the server binaries as the `postgres` account (initdb refuses root)."""

@@ -20,7 +20,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
+
+from devstack.service import Service
 
 __all__ = ["INSTALL_HINT", "RedisServer", "find_redis_server"]
 
@@ -42,7 +43,7 @@ def _free_port() -> int:
         return port
 
 
-class RedisServer:
+class RedisServer(Service):
     """One `redis-server` process on 127.0.0.1 and a free port; no persistence.
 
     :param workdir: Its working directory (the log goes there as `redis.log`).
@@ -138,14 +139,3 @@ class RedisServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -10,6 +10,7 @@ The pool is `HF_BENCH_LOCAL_POOL`; the run conf gives the batch, the project and
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ for dag_id, options in VARIANTS.items():
         render_batch(
             project_dir="{{ params.project_dir }}",
             batch="{{ params.batch }}",
+            # The benchmark passes its own temp dirs through params (trigger-form input).
+            allowed_roots=[str(WELCOME.parent.parent), tempfile.gettempdir()],
             config=RenderConfig(width=640, height=360, fps=30),
             backend="local",
             local_root="{{ params.local_root }}",

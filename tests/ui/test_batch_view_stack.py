@@ -245,7 +245,14 @@ def _notify_result(stack: AirflowStack, run_id: str, timeout_s: float = 90) -> d
     """The return value of the notify run that the batch run's Asset event triggered."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        events = stack.api("GET", "/api/v2/assets/events", params={"source_run_id": run_id})
+        # Airflow 3.3.0 answers 500 while an event's created run has not started (start_date
+        # None; apache/airflow#71360, fixed upstream): ask again.
+        try:
+            events = stack.api("GET", "/api/v2/assets/events", params={"source_run_id": run_id})
+        except StackError as exc:
+            if "-> 500" not in str(exc):
+                raise
+            events = {}
         for event in events.get("asset_events", []):
             assert event["extra"]["by_status"] == {"succeeded": 3}
             assert event["extra"]["run_id"] == run_id

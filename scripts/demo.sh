@@ -21,7 +21,8 @@ airflow dags test hyperframes_local_demo >"$RUN_LOG" 2>&1
 RC=$?
 set -e
 OUT="${HYPERFRAMES_LOCAL_ROOT:-$ROOT/output}"
-MANIFEST=$(ls -t "$OUT"/manifests/hyperframes_local_demo/*.json 2>/dev/null | head -1 || true)
+# manifests/<dag_id>/<group_id>/<run>.json: the newest is this run's.
+MANIFEST=$(ls -t "$OUT"/manifests/hyperframes_local_demo/*/*.json 2>/dev/null | head -1 || true)
 if [ -n "$MANIFEST" ]; then
   .venv/bin/python - "$MANIFEST" "$OUT" <<'PY'
 import json, sys

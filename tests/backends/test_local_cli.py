@@ -1,8 +1,7 @@
 """The local render backend, end to end: real `hyperframes render` runs checked with ffprobe.
 
-Render tests are `slow` and need the toolchain from `scripts/install-renderer.sh`. They skip with
-the reason when it is missing, except under CI (`CI=true`) or `HYPERFRAMES_REQUIRE_RENDERER=1`,
-where a missing toolchain fails instead, so CI cannot pass by silently skipping them.
+Render tests are `slow` and need the toolchain from `scripts/install-renderer.sh`; without it they
+skip, or fail under the project's test command (`tests.requirements`).
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from hyperframes_airflow.backends.local_cli import (
     render_local,
     render_marker,
 )
+from tests.requirements import render_toolchain
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "examples" / "templates" / "welcome"
@@ -53,25 +53,9 @@ TOLERANCE = 12  # yuv420p + limited range round trip
 # ------------------------------------------------------------------------------------------
 
 
-def _renderer_required() -> bool:
-    return (
-        os.environ.get("CI", "").lower() in ("1", "true")
-        or os.environ.get("HYPERFRAMES_REQUIRE_RENDERER") == "1"
-    )
-
-
 @pytest.fixture(scope="module")
 def toolchain() -> Toolchain:
-    found = find_toolchain()
-    problems = found.problems()
-    if problems:
-        reason = "local renderer not installed: " + "; ".join(
-            f"{what} (fix: {fix})" for what, fix in problems
-        )
-        if _renderer_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+    return render_toolchain()
 
 
 def _rows() -> list[dict[str, Any]]:

@@ -19,7 +19,6 @@ import pytest
 from hyperframes_airflow.backends.local import LocalBackend
 from hyperframes_airflow.backends.local_cli import (
     Toolchain,
-    find_toolchain,
     frame_rgb,
     marked_processes,
     probe_video,
@@ -28,7 +27,8 @@ from hyperframes_airflow.backends.local_cli.run import LaneItem, LaneOutcome, re
 from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.contract.plan import load_project, plan_batch
 from hyperframes_airflow.contract.rows import BatchSpec, Lane
-from tests.backends.test_local_cli import _long_template, _renderer_required
+from tests.backends.test_local_cli import _long_template
+from tests.requirements import render_toolchain
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "examples" / "templates" / "welcome"
@@ -39,12 +39,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def toolchain() -> Toolchain:
-    found = find_toolchain()
-    if found.problems():
-        if _renderer_required():
-            pytest.fail(f"local renderer not installed: {found.problems()}")
-        pytest.skip(f"local renderer not installed: {found.problems()}")
-    return found
+    return render_toolchain()
 
 
 class _Calls:

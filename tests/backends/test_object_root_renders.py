@@ -19,13 +19,14 @@ import pytest
 from devstack.airflow_stack import template_variant
 from devstack.moto_stack import MotoStack
 from hyperframes_airflow.backends.local import LocalBackend
-from hyperframes_airflow.backends.local_cli import Toolchain, find_toolchain, probe_video
+from hyperframes_airflow.backends.local_cli import Toolchain, probe_video
 from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.contract.plan import load_project, plan_batch
 from hyperframes_airflow.contract.rows import BatchSpec, Lane
 from hyperframes_airflow.contract.site import site_id
 from hyperframes_airflow.storage import open_batch
 from tests.airflow_helpers import run_dag
+from tests.requirements import render_toolchain
 
 CONN_ID = "hyperframes_default"
 DAG_ID = "hf_reruns"
@@ -34,19 +35,7 @@ DAG_ID = "hf_reruns"
 @pytest.fixture(scope="module")
 def toolchain() -> Toolchain:
     """The render toolchain; a test that renders is slow and asks for it."""
-    found = find_toolchain()
-    problems = found.problems()
-    if problems:
-        import os
-
-        reason = "local renderer not installed: " + "; ".join(f"{w} ({f})" for w, f in problems)
-        if (
-            os.environ.get("CI", "").lower() in ("1", "true")
-            or os.environ.get("HYPERFRAMES_REQUIRE_RENDERER") == "1"
-        ):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+    return render_toolchain()
 
 
 @pytest.fixture

@@ -39,8 +39,9 @@ from devstack.airflow_stack import (
 from devstack.moto_stack import MotoStack
 from devstack.redis_server import INSTALL_HINT, RedisServer, find_redis_server
 from devstack.render_resources import TreeSampler, has_env, with_descendants
-from hyperframes_airflow.backends.local_cli import MARKER_ENV, find_toolchain, probe_video
+from hyperframes_airflow.backends.local_cli import MARKER_ENV, probe_video
 from hyperframes_airflow.contract.site import site_id
+from tests.requirements import need, render_toolchain
 
 pytestmark = pytest.mark.slow
 
@@ -48,20 +49,6 @@ DAGS = Path(__file__).resolve().parent / "dags"
 DAG_ID = "hf_celery_local"
 WORKERS = ("a", "b")
 POOL_SLOTS = 2
-
-
-def _required() -> bool:
-    return (
-        os.environ.get("CI", "").lower() in ("1", "true")
-        or os.environ.get("HYPERFRAMES_REQUIRE_RENDERER") == "1"
-    )
-
-
-def _need(reason: str | None) -> None:
-    if reason:
-        if _required():
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @dataclass
@@ -125,13 +112,8 @@ class Celery:
 
 @pytest.fixture(scope="module")
 def celery(moto_stack: MotoStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Celery]:
-    toolchain = find_toolchain()
-    _need(
-        "local renderer not installed: " + "; ".join(f"{w} ({f})" for w, f in toolchain.problems())
-        if toolchain.problems()
-        else None
-    )
-    _need(None if find_redis_server() else f"redis-server is not installed: {INSTALL_HINT}")
+    render_toolchain()
+    need(None if find_redis_server() else f"redis-server is not installed: {INSTALL_HINT}")
     # Short: Chrome's socket lives under the render's TMPDIR (108-byte limit for socket paths).
     base = Path(tempfile.mkdtemp(prefix="hfc-", dir="/tmp"))
     workers = [

@@ -24,6 +24,7 @@ from hyperframes_airflow.contract.estimate import (
 )
 from hyperframes_airflow.contract.progress import LAMBDA_USD_PER_GB_SECOND, SFN_USD_PER_TRANSITION
 from tests.conftest import REPO
+from tests.requirements import need
 
 
 def _per_render(est: BatchEstimate) -> RenderEstimate:
@@ -245,7 +246,7 @@ def test_the_installed_cli_has_the_same_presets() -> None:
         if "var CANVAS_DIMENSIONS = {" in text
     ]
     if not tables:
-        pytest.skip(f"the hyperframes CLI is not installed under {home}")
+        need(f"the hyperframes CLI is not installed under {home}")
     for table in tables:
         for name, (width, height) in CANVAS_DIMENSIONS.items():
             key = f'"{name}"' if "-" in name else name

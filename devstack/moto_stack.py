@@ -46,8 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -60,7 +58,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from devstack.service import Service
+from devstack.service import Service, terminate_group
 
 __all__ = ["TEST_ACCOUNT", "MotoStack", "render_stack_definition"]
 
@@ -421,14 +419,7 @@ class MotoStack(Service):
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        terminate_group(proc)
         if self._log_path is not None:
             self._log_path.unlink(missing_ok=True)
 

@@ -12,16 +12,14 @@ Production uses Redis (or Valkey) as the Celery broker (`docker/docker-compose.y
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from devstack.service import Service
+from devstack.service import Service, terminate_group
 
 __all__ = ["INSTALL_HINT", "RedisServer", "find_redis_server"]
 
@@ -131,11 +129,4 @@ class RedisServer(Service):
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        terminate_group(proc)

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 from typing import Self
 
-__all__ = ["Service"]
+__all__ = ["Service", "terminate_group"]
+
+
+def terminate_group(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+    """SIGTERM `proc`'s process group (it was started in its own session), then SIGKILL it
+    if it has not exited within `grace_s`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=grace_s)
 
 
 class Service:

@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument(
         "--dispatch-wait", type=float, default=300.0, help="longest wait for every lane (s)"
     )
+    scale.add_argument(
+        "--history-rate", type=float, default=None, help="[hyperframes] sfn_history_per_second"
+    )
     scale.add_argument("--keep", action="store_true")
     sub.add_parser("imports", help="DAG-file import cost on top of airflow.sdk")
     return parser
@@ -147,7 +150,12 @@ def _benchmark(args: argparse.Namespace) -> tuple[Callable[[], Any], Any, str]:
 
         return (
             lambda: scale.run(
-                args.rows, args.window, args.keep, args.max_map_length, args.dispatch_wait
+                args.rows,
+                args.window,
+                args.keep,
+                args.max_map_length,
+                args.dispatch_wait,
+                args.history_rate or scale.HISTORY_RATE,
             ),
             scale.to_markdown,
             scale.SECTION_ID,

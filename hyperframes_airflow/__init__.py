@@ -13,6 +13,8 @@ def get_provider_info() -> dict[str, Any]:
     The stack is reached through the Amazon provider's own `aws` connection type (its extra
     says where the stack is), so no connection type of our own is registered.
     """
+    from hyperframes_airflow.triggers.watcher import READ_RATE_OPTIONS
+
     return {
         "package-name": "hyperframes-airflow",
         "name": "HyperFrames",
@@ -52,4 +54,23 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["hyperframes_airflow.triggers.render"],
             }
         ],
+        "config": {
+            "hyperframes": {
+                "description": (
+                    "Step Functions reads per second that one triggerer makes for the renders "
+                    "it waits on. The account's quotas are shared by every triggerer, worker "
+                    "and console in the region: divide them among your triggerers."
+                ),
+                "options": {
+                    option: {
+                        "description": description,
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "20",
+                        "default": str(default),
+                    }
+                    for option, (default, description) in READ_RATE_OPTIONS.items()
+                },
+            }
+        },
     }

@@ -10,7 +10,9 @@ that would otherwise outlive its task).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -92,14 +94,15 @@ class RenderBackend(Protocol):
     def settle(
         self,
         spec: BatchSpec,
-        refs: list[RowRef],
-        task_state: str | None,
+        pending: Sequence[tuple[RowRef, str | None]],
         *,
         dag_id: str,
         run_id: str,
+        since: datetime | None = None,
     ) -> dict[int, ManifestRow]:
-        """Rows (by line) of a task that finished without leaving its results: what their
-        renders really did. A render still running for a task no longer running is stopped."""
+        """Rows (by line) of tasks that finished without leaving their results, each with its
+        task's state: what their renders really did. A render still running for a task no
+        longer running is stopped. `since` is when the run started (no render of it is older)."""
         ...
 
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from hyperframes_airflow.backends.base import Resolved, SiteHandle, manifest_name
+from hyperframes_airflow.contract.batch import BatchRow
 from hyperframes_airflow.contract.composition import Composition
 from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.contract.deployed_site import read_composition_from_tarball
-from hyperframes_airflow.contract.execution import attempt_name, execution_arn
+from hyperframes_airflow.contract.execution import attempt_name, execution_arn, split_attempt
 from hyperframes_airflow.contract.lifecycle import MAX_ATTEMPTS, result_row, should_stop
 from hyperframes_airflow.contract.manifest import ManifestRow
 from hyperframes_airflow.contract.plan import row_base_name, row_digest
@@ -31,6 +34,10 @@ from hyperframes_airflow.storage import RowChanged, read_planned_rows
 __all__ = ["LambdaBackend"]
 
 log = logging.getLogger(__name__)
+
+#: Up to this many rows named by this package are settled by DescribeExecution per name;
+#: more are matched against one listing of the run's executions.
+DESCRIBE_UP_TO = 20
 
 
 class LambdaBackend:
@@ -135,19 +142,28 @@ class LambdaBackend:
     def settle(
         self,
         spec: BatchSpec,
-        refs: list[RowRef],
-        task_state: str | None,
+        pending: Sequence[tuple[RowRef, str | None]],
         *,
         dag_id: str,
         run_id: str,
+        since: datetime | None = None,
     ) -> dict[int, ManifestRow]:
         """Find each row's latest execution by its deterministic names; stop it if it still
-        runs for a task that no longer does; its history is the row's result."""
-        if spec.stack is None or not refs:
+        runs for a task that no longer does; its history is the row's result.
+
+        Many rows are matched against one listing of the executions started since `since`
+        (the run's start): about 1,000 rows a ListExecutions page, where a DescribeExecution
+        per name would cost 100,000 calls for a 100,000-row batch. A row named by the batch
+        itself (`executionName`) may have run before this run, so it is always described.
+        """
+        if spec.stack is None or not pending:
             return {}
         stack = spec.stack
         wire = RenderConfig.model_validate(spec.config).to_wire()
-        settled: dict[int, ManifestRow] = {}
+        refs = [ref for ref, _ in pending]
+        task_states = {ref.line: state for ref, state in pending}
+        generated: dict[str, tuple[RowRef, BatchRow]] = {}
+        described: list[tuple[str, RowRef, BatchRow]] = []
         for ref, row in zip(refs, read_planned_rows(spec, refs, wire), strict=True):
             if isinstance(row, RowChanged):
                 continue
@@ -155,32 +171,43 @@ class LambdaBackend:
                 base_wire=wire, bucket=stack.bucket_name, site_id=spec.site_id, row=row
             )
             base = row_base_name(row, dag_id=dag_id, run_id=run_id, digest=digest)
-            latest: tuple[int, str, dict[str, Any]] | None = None
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                name = attempt_name(base, attempt)
-                arn = execution_arn(stack.state_machine_arn, name)
-                described = self.hook.describe_execution(arn)
-                if described is None:
-                    break
-                latest = (attempt, name, described)
-            if latest is None:
-                continue
-            attempt, name, described = latest
-            arn = str(described.get("executionArn") or execution_arn(stack.state_machine_arn, name))
-            if should_stop(task_state, str(described.get("status"))):
+            if row.execution_name:
+                described.append((base, ref, row))
+            else:
+                generated[base] = (ref, row)
+        latest: dict[int, tuple[RenderAttempt, str, BatchRow]] = {}
+        if since is not None and len(generated) > DESCRIBE_UP_TO:
+            for execution in self.hook.executions_since(stack.state_machine_arn, since):
+                found = split_attempt(str(execution["name"]), generated)
+                if found is None:
+                    continue
+                base, attempt = found
+                ref, row = generated[base]
+                if ref.line not in latest or latest[ref.line][0].attempt < attempt:
+                    render = _attempt(ref, attempt, execution)
+                    latest[ref.line] = (render, str(execution["status"]), row)
+        else:
+            described += [(base, ref, row) for base, (ref, row) in generated.items()]
+        for base, ref, row in described:
+            found_latest = self._latest_described(stack.state_machine_arn, base)
+            if found_latest is not None:
+                attempt, execution = found_latest
+                latest[ref.line] = (
+                    _attempt(ref, attempt, execution),
+                    str(execution.get("status")),
+                    row,
+                )
+        settled: dict[int, ManifestRow] = {}
+        for line, (render, status, row) in latest.items():
+            arn = render.execution_arn or ""
+            task_state = task_states[line]
+            if should_stop(task_state, status):
                 self.hook.stop_execution(
                     arn, cause=f"Stopped by Airflow: its task is {task_state}."
                 )
                 self._wait_closed(arn)
-            render = RenderAttempt(
-                line=ref.line,
-                output_key=ref.output_key,
-                execution_name=name,
-                execution_arn=arn,
-                attempt=attempt,
-            )
             try:
-                settled[ref.line] = result_row(
+                settled[line] = result_row(
                     render,
                     self.hook.get_execution_history(arn),
                     memory_mb=stack.lambda_memory_mb,
@@ -190,6 +217,19 @@ class LambdaBackend:
                 continue
         return settled
 
+    def _latest_described(
+        self, state_machine_arn: str, base: str
+    ) -> tuple[int, dict[str, Any]] | None:
+        """The highest attempt of `base` that exists, by DescribeExecution of each name."""
+        latest: tuple[int, dict[str, Any]] | None = None
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            arn = execution_arn(state_machine_arn, attempt_name(base, attempt))
+            found = self.hook.describe_execution(arn)
+            if found is None:
+                break
+            latest = (attempt, {**found, "executionArn": found.get("executionArn") or arn})
+        return latest
+
     def _wait_closed(self, arn: str, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -197,3 +237,13 @@ class LambdaBackend:
             if described is None or described.get("status") != "RUNNING":
                 return
             time.sleep(0.5)
+
+
+def _attempt(ref: RowRef, attempt: int, execution: dict[str, Any]) -> RenderAttempt:
+    return RenderAttempt(
+        line=ref.line,
+        output_key=ref.output_key,
+        execution_name=str(execution["name"]),
+        execution_arn=str(execution["executionArn"]),
+        attempt=attempt,
+    )

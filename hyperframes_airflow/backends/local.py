@@ -16,7 +16,8 @@ import hashlib
 import os
 import shutil
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,17 +145,17 @@ class LocalBackend:
     def settle(
         self,
         spec: BatchSpec,
-        refs: list[RowRef],
-        task_state: str | None,
+        pending: Sequence[tuple[RowRef, str | None]],
         *,
         dag_id: str,
         run_id: str,
+        since: datetime | None = None,
     ) -> dict[int, ManifestRow]:
         """The recorded results of a killed task's rows (its renders died with it); also
         removes what the run's killed renders left behind (their variables, compiled HTML)."""
         reclaim(run_owner(dag_id, run_id))
         settled: dict[int, ManifestRow] = {}
-        for ref in refs:
+        for ref, _ in pending:
             record = self._read_record(ref.output_key)
             if (
                 record is not None

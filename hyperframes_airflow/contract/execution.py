@@ -37,6 +37,7 @@ __all__ = [
     "is_valid_execution_name",
     "parse_s3_uri",
     "render_digest",
+    "split_attempt",
 ]
 
 #: `MAX_STEP_FUNCTIONS_INPUT_BYTES` (256 KiB); the Node check is a strict `>`, so this size passes.
@@ -291,6 +292,21 @@ def attempt_name(base_name: str, attempt: int) -> str:
         return base_name + suffix
     keep = MAX_EXECUTION_NAME_LENGTH - len(suffix) - 9
     return f"{base_name[:keep]}-{_short_hash(base_name, 8)}{suffix}"
+
+
+_ATTEMPT_SUFFIX_RE = re.compile(r"^(.+)-a([1-9][0-9]{0,2})$")
+
+
+def split_attempt(name: str, bases: Mapping[str, Any]) -> tuple[str, int] | None:
+    """Which of `bases` the execution `name` is an attempt of, and which attempt: the inverse
+    of `attempt_name` for names it did not have to cut (deterministic names never are)."""
+    if name in bases:
+        return name, 1
+    match = _ATTEMPT_SUFFIX_RE.match(name)
+    if match is None or match.group(1) not in bases:
+        return None
+    base, attempt = match.group(1), int(match.group(2))
+    return (base, attempt) if attempt_name(base, attempt) == name else None
 
 
 def execution_arn(state_machine_arn: str, name: str) -> str:

@@ -13,8 +13,9 @@ import asyncio
 import os
 import tempfile
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,21 @@ class HyperframesStackHook(AwsBaseHook):
                 return False  # it closed (or vanished) between the two calls
             raise
         return True
+
+    def executions_since(self, state_machine_arn: str, since: datetime) -> Iterator[dict[str, Any]]:
+        """The state machine's executions of every status started at or after `since`,
+        newest first (ListExecutions' order), 1,000 a page; stops at the first older one."""
+        kwargs: dict[str, Any] = {"stateMachineArn": state_machine_arn, "maxResults": 1000}
+        while True:
+            page = self.sfn_hook.conn.list_executions(**kwargs)
+            for execution in page.get("executions", []):
+                if execution["startDate"] < since:
+                    return
+                yield execution
+            token = page.get("nextToken")
+            if not token:
+                return
+            kwargs["nextToken"] = token
 
     def get_execution_history(self, execution_arn: str) -> list[dict[str, Any]]:
         """The events in forward order, up to 50 pages (the SDK's limit); [] when missing."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Asset, BaseOperator, Context, TriggerRule
@@ -48,6 +49,8 @@ def manifest_asset(dag_id: str, group_id: str = "render_batch") -> Asset:
     )
 
 
+#: How much earlier than the run's start its renders are looked for (clock skew).
+RUN_START_SKEW = timedelta(minutes=5)
 #: Render task states after which a task will not record anything more by itself.
 _SETTLED_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed", "success"})
 
@@ -126,7 +129,10 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
         mapping = ti.xcom_pull(task_ids=self.prepare_task_id) or []
         lanes = planned_lanes(report, mapping)
         mapped = bool(mapping) and (report is None or report.rendered)
-        states, results, ran = ({}, {}, set()) if not mapped else self._gather(ti, spec, lanes)
+        since = _run_started(context)
+        states, results, ran = (
+            ({}, {}, set()) if not mapped else self._gather(ti, spec, lanes, since)
+        )
         rows = manifest_rows(
             report=report, lanes=lanes, mapped=mapped, results=results, task_states=states, ran=ran
         )
@@ -239,9 +245,10 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
     # -- gathering ---------------------------------------------------------------------------
 
     def _gather(
-        self, ti: Any, spec: BatchSpec | None, lanes: list[Lane]
+        self, ti: Any, spec: BatchSpec | None, lanes: list[Lane], since: datetime | None
     ) -> tuple[dict[int, str], dict[int, ManifestRow], set[int]]:
-        """Task states, results by line, and the map indexes that are known to have run."""
+        """Task states, results by line, and the map indexes that are known to have run
+        (`since`: when the run started, which bounds the backend's search for renders)."""
         states = self._render_states(ti)
         results = self._results(ti)
         ran = {i for i, lane in enumerate(lanes) if any(r.line in results for r in lane.rows)}
@@ -259,16 +266,19 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
             time.sleep(1.0)
             results = self._results(ti)
             killed = [i for i in killed if not all(r.line in results for r in lanes[i].rows)]
-        for index in missing:
-            if states.get(index) not in _SETTLED_STATES or spec is None:
-                continue
-            refs = [r for r in lanes[index].rows if r.line not in results]
-            if refs:
-                results.update(
-                    self.render_backend().settle(
-                        spec, refs, states.get(index), dag_id=ti.dag_id, run_id=ti.run_id
-                    )
+        pending = [
+            (ref, states.get(index))
+            for index in missing
+            if states.get(index) in _SETTLED_STATES
+            for ref in lanes[index].rows
+            if ref.line not in results
+        ]
+        if pending and spec is not None:  # one look at the backend for all of them
+            results.update(
+                self.render_backend().settle(
+                    spec, pending, dag_id=ti.dag_id, run_id=ti.run_id, since=since
                 )
+            )
         return states, results, ran
 
     def _results(self, ti: Any) -> dict[int, ManifestRow]:
@@ -302,6 +312,14 @@ def _per_index(pulled: Any, *, value_is_list: bool) -> list[Any]:
     if value_is_list and pulled and all(isinstance(v, dict) for v in pulled):
         return [pulled]
     return pulled
+
+
+def _run_started(context: Context) -> datetime | None:
+    """When the run (this try of it: a clear restarts it) began, less a margin for the skew
+    between this clock and the backend's; None when unknown (the backend then looks wider)."""
+    dag_run = context.get("dag_run")
+    started = getattr(dag_run, "start_date", None)
+    return started - RUN_START_SKEW if isinstance(started, datetime) else None
 
 
 def _problem(message: str) -> dict[str, Any]:

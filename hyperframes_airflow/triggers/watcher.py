@@ -21,26 +21,41 @@ import statistics
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 __all__ = [
     "FAR_INTERVAL",
     "NEAR_INTERVAL",
+    "READ_RATE_OPTIONS",
     "ExecutionWatcher",
     "ReadBudget",
     "TokenBucket",
+    "configured_rates",
     "overdue_delay",
     "read_budget",
 ]
 
-#: Read budgets per triggerer process, well under the Step Functions account quotas
-#: (DescribeExecution 15/s, ListExecutions 5/s, GetExecutionHistory 20/s in the big regions),
-#: leaving room for other triggerers, the workers and the console.
-LIST_PER_SECOND = 2.0
-DESCRIBE_PER_SECOND = 5.0
-HISTORY_PER_SECOND = 5.0
+#: Read budgets per triggerer process: option of the provider's `[hyperframes]` config
+#: section -> (default, what it paces). The defaults stay well under the Step Functions account
+#: quotas, leaving room for other triggerers, the workers and the console.
+READ_RATE_OPTIONS: dict[str, tuple[float, str]] = {
+    "sfn_history_per_second": (
+        5.0,
+        "GetExecutionHistory calls: one per row as it ends, plus progress, so this is the most "
+        "rows per second one triggerer can finish. Account quota: 20/s in the big regions.",
+    ),
+    "sfn_list_per_second": (
+        2.0,
+        "ListExecutions calls: one sweep serves every waiting render. Account quota: 5/s.",
+    ),
+    "sfn_describe_per_second": (
+        5.0,
+        "DescribeExecution calls: only when a start finds its name taken. Account quota: "
+        "15/s in the big regions.",
+    ),
+}
 #: Sweep spacing while a render is due (or overdue), and while none is.
 NEAR_INTERVAL = 0.5
 FAR_INTERVAL = 10.0
@@ -88,10 +103,28 @@ class TokenBucket:
 class ReadBudget:
     """The process-wide buckets (one set per event loop: the triggerer runs one loop)."""
 
-    def __init__(self) -> None:
-        self.list = TokenBucket(LIST_PER_SECOND)
-        self.describe = TokenBucket(DESCRIBE_PER_SECOND, burst=10)
-        self.history = TokenBucket(HISTORY_PER_SECOND, burst=10)
+    def __init__(self, rates: Mapping[str, float] | None = None) -> None:
+        rates = {**{k: v[0] for k, v in READ_RATE_OPTIONS.items()}, **(rates or {})}
+        self.list = TokenBucket(rates["sfn_list_per_second"])
+        self.describe = TokenBucket(
+            rates["sfn_describe_per_second"], burst=max(10, rates["sfn_describe_per_second"])
+        )
+        self.history = TokenBucket(
+            rates["sfn_history_per_second"], burst=max(10, rates["sfn_history_per_second"])
+        )
+
+
+def configured_rates() -> dict[str, float]:
+    """The `[hyperframes]` read rates of this deployment (the defaults where unset)."""
+    from airflow.sdk import conf
+
+    rates = {}
+    for option, (default, _) in READ_RATE_OPTIONS.items():
+        rate = conf.getfloat("hyperframes", option, fallback=default)
+        if not rate > 0:
+            raise ValueError(f"[hyperframes] {option} must be a positive number; got {rate!r}")
+        rates[option] = rate
+    return rates
 
 
 # Keyed by the loop object (weakly): asyncio primitives are bound to one loop, and dag.test()
@@ -104,7 +137,7 @@ _budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadBudget] = (
 def read_budget() -> ReadBudget:
     loop = asyncio.get_running_loop()
     if loop not in _budgets:
-        _budgets[loop] = ReadBudget()
+        _budgets[loop] = ReadBudget(configured_rates())
     return _budgets[loop]
 
 

@@ -7,14 +7,23 @@ when it ends), so the timing is the watcher's own; the real call is covered by t
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
 
 from hyperframes_airflow.triggers.watcher import (
     FAR_INTERVAL,
     NEAR_INTERVAL,
+    READ_RATE_OPTIONS,
     ExecutionWatcher,
+    configured_rates,
     overdue_delay,
+    read_budget,
 )
 
 
@@ -53,3 +62,40 @@ def test_an_underestimated_render_is_seen_soon_after_it_ends() -> None:
     assert lag < 1.5, f"end seen {lag:.2f} s late"
     # Due from the start (within LEAD_SECONDS), then at the near interval: a handful of sweeps.
     assert sweeps <= 4.0 / NEAR_INTERVAL * 1.5 + 3, sweeps
+
+
+def test_read_rates_are_the_deployments_hyperframes_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`[hyperframes] sfn_*_per_second`: registered by the provider (so `airflow config` shows
+    them with their defaults) and read by each triggerer loop's budget."""
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    env.pop("AIRFLOW__HYPERFRAMES__SFN_HISTORY_PER_SECOND", None)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow",
+            "config",
+            "get-value",
+            "hyperframes",
+            "sfn_history_per_second",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert shown.stdout.strip() == str(READ_RATE_OPTIONS["sfn_history_per_second"][0])
+
+    monkeypatch.setenv("AIRFLOW__HYPERFRAMES__SFN_HISTORY_PER_SECOND", "50")
+
+    async def rates() -> tuple[float, float]:
+        budget = read_budget()
+        return budget.history.rate, budget.list.rate
+
+    assert asyncio.run(rates()) == (50.0, READ_RATE_OPTIONS["sfn_list_per_second"][0])
+    monkeypatch.setenv("AIRFLOW__HYPERFRAMES__SFN_HISTORY_PER_SECOND", "0")
+    with pytest.raises(ValueError, match=r"\[hyperframes\] sfn_history_per_second"):
+        configured_rates()

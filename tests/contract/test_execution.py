@@ -24,6 +24,7 @@ from hyperframes_airflow.contract.execution import (
     is_valid_execution_name,
     parse_s3_uri,
     render_digest,
+    split_attempt,
 )
 
 WIRE_CONFIG = {
@@ -222,6 +223,21 @@ def test_attempt_name() -> None:
             assert len(name) <= 80 and name.endswith(f"-a{n}") and is_valid_execution_name(name)
     assert attempt_name(long_a, 2) != attempt_name(long_b, 2)
     assert len(attempt_name("m" * 77, 2)) == 80
+
+
+def test_split_attempt_inverts_attempt_name_for_generated_names() -> None:
+    bases = {
+        execution_name(dag_id="d", run_id="r", row_line=line, digest=digest): line
+        for line, digest in ((1, "a0000012" * 2), (2, "a1234567" * 2), (3, "0123abcd" * 2))
+    }
+    for base in bases:
+        for attempt in (1, 2, 12, 99, 100):
+            assert split_attempt(attempt_name(base, attempt), bases) == (base, attempt)
+    # Digests that look like attempt suffixes (`-a0000012`) are still attempt 1 of themselves.
+    assert all(split_attempt(base, bases) == (base, 1) for base in bases)
+    assert split_attempt("hf-d-other-l1-00000000", bases) is None
+    assert split_attempt(next(iter(bases)) + "-a0", bases) is None
+    assert split_attempt(next(iter(bases)) + "-a07", bases) is None
 
 
 def test_is_valid_execution_name() -> None:

@@ -522,3 +522,19 @@ def test_the_trigger_serializes_to_primitives_and_back(tmp_path: Path) -> None:
     json.dumps(kwargs)  # only primitives
     assert HyperframesRenderTrigger(**kwargs).serialize() == (classpath, kwargs)
     assert "variables" not in json.dumps(kwargs)
+
+
+@pytest.mark.timeout(90)
+def test_the_instant_stack_gives_the_same_succeeded_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The benchmarks' one-state machine ends like the full topology's happy path."""
+    with MotoStack(instant=True) as instant:
+        for key, value in instant.airflow_conn_env().items():
+            monkeypatch.setenv(key, value)
+        rows = [{"outputKey": "fast/a.mp4"}, {"outputKey": "fast/b.mp4"}]
+        results = Planned(instant, tmp_path, rows).run()
+    assert [(r.status, r.output_key, r.frames) for r in results] == [
+        ("succeeded", "fast/a.mp4", MOCK_FRAMES),
+        ("succeeded", "fast/b.mp4", MOCK_FRAMES),
+    ]

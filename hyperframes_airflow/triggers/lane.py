@@ -37,7 +37,10 @@ from hyperframes_airflow.hooks.stack import HyperframesStackHook
 from hyperframes_airflow.storage import RowChanged, read_planned_rows
 from hyperframes_airflow.triggers.watcher import ExecutionWatcher, read_budget
 
-__all__ = ["LambdaLane", "LaneOptions"]
+__all__ = ["LINK_REFRESH_SECONDS", "LambdaLane", "LaneOptions"]
+
+#: The console link follows the lane's current row, rewritten at most this often.
+LINK_REFRESH_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ class LaneOptions:
 
 class LambdaLane:
     """Render `lane` on the stack in `spec`; `results` grows as rows end, `current` is the
-    row rendering now (what a kill must stop)."""
+    row rendering now (what a kill must stop). `on_started` is told which row renders now
+    (the console link), at most every `LINK_REFRESH_SECONDS`."""
 
     def __init__(
         self,
@@ -78,6 +82,7 @@ class LambdaLane:
         self.on_started = on_started
         self.results: list[ManifestRow] = []
         self.current: RenderAttempt | None = None
+        self._linked_at: float | None = None
 
     @property
     def watcher(self) -> ExecutionWatcher:
@@ -132,6 +137,14 @@ class LambdaLane:
                 name=name,
             )
             arn = execution_arn(self.stack.state_machine_arn, name)
+            # Current before the call: a kill landing while it is in flight stops it by name.
+            self.current = RenderAttempt(
+                line=ref.line,
+                output_key=ref.output_key,
+                execution_name=name,
+                execution_arn=arn,
+                attempt=attempt,
+            )
             started = await self.hook.async_start_execution(
                 name,
                 input_json,
@@ -148,6 +161,7 @@ class LambdaLane:
             if started is not None:
                 self.log.info("Row %d: started %s -> %s", ref.line, name, ref.output_key)
                 return await self._wait(attempt_row, row)
+            self.current = None  # the name is taken: not ours to stop unless it proves ours
             described = await self.hook.async_describe_execution(arn, region=self.stack.region)
             if described is None:  # it vanished between the two calls: try the name again
                 continue
@@ -182,40 +196,42 @@ class LambdaLane:
         """Wait for the execution to close (stopping it at its deadline) and read its result."""
         self.current = attempt
         began = time.monotonic()
-        if self.on_started is not None:
-            try:
-                await self.on_started(attempt)
-            except Exception as exc:  # a console link is a convenience: never fail a render
-                self.log.warning(
-                    "Could not record the console link of line %d: %s", attempt.line, exc
-                )
+        link_due = self._link_due(began)
+        if link_due is not None and link_due <= began:
+            await self._publish_link(attempt)
+            link_due = None
         deadline = began + self.options.render_timeout_s if self.options.render_timeout_s else None
         expected = self.watcher.expected_seconds(self.spec.expected_render_seconds)
-        last_progress = began
+        progress_due = (
+            began + self.options.progress_interval if self.options.progress_interval else None
+        )
+        cancelled = False
         try:
             while True:
                 done = self.watcher.watch(
                     attempt.execution_arn or "", started=began, expected=expected
                 )
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if self.options.progress_interval:
-                    until_progress = (
-                        last_progress + self.options.progress_interval - time.monotonic()
-                    )
-                    timeout = until_progress if timeout is None else min(timeout, until_progress)
+                wake = min(
+                    (t for t in (deadline, progress_due, link_due) if t is not None), default=None
+                )
                 try:
                     await asyncio.wait_for(
                         asyncio.shield(done),
-                        timeout=max(timeout, 0.0) if timeout is not None else None,
+                        timeout=None if wake is None else max(0.0, wake - time.monotonic()),
                     )
                 except TimeoutError:
-                    if deadline is not None and time.monotonic() >= deadline:
+                    now = time.monotonic()
+                    if deadline is not None and now >= deadline:
                         await self._stop(attempt, "its render_timeout passed")
                         return await self._result(
                             attempt, row, timed_out_after_s=self.options.render_timeout_s
                         )
-                    last_progress = time.monotonic()
-                    await self._log_progress(attempt)
+                    if link_due is not None and now >= link_due:
+                        await self._publish_link(attempt)
+                        link_due = None
+                    if progress_due is not None and now >= progress_due:
+                        progress_due = now + self.options.progress_interval
+                        await self._log_progress(attempt)
                     continue
                 events = await self._history(attempt)
                 if describe_from_history(events)["status"] != "RUNNING":
@@ -227,11 +243,32 @@ class LambdaLane:
                         variables=row.variables,
                     )
         except asyncio.CancelledError:
+            cancelled = True
             raise  # a kill or a shutdown: `current` stays set for on_kill to stop it
-        else:
-            self.current = None
         finally:
+            if not cancelled:  # ended: a kill from now until the next start stops nothing
+                self.current = None
             self.watcher.unwatch(attempt.execution_arn or "")
+
+    def _link_due(self, now: float) -> float | None:
+        """When the row starting now may take over the console link (None: no link kept).
+
+        A lane of quick renders would otherwise write the link once per row; at most one
+        write per `LINK_REFRESH_SECONDS` keeps it on a row still rendering or just done.
+        """
+        if self.on_started is None:
+            return None
+        if self._linked_at is None:
+            return now
+        return max(now, self._linked_at + LINK_REFRESH_SECONDS)
+
+    async def _publish_link(self, attempt: RenderAttempt) -> None:
+        assert self.on_started is not None
+        self._linked_at = time.monotonic()
+        try:
+            await self.on_started(attempt)
+        except Exception as exc:  # a console link is a convenience: never fail a render
+            self.log.warning("Could not record the console link of line %d: %s", attempt.line, exc)
 
     async def _history(self, attempt: RenderAttempt) -> list[dict[str, Any]]:
         await read_budget().history.acquire()
@@ -294,6 +331,8 @@ class LambdaLane:
         events = await self.hook.async_history(
             attempt.execution_arn or "", region=self.stack.region
         )
+        if not events:  # killed before its start reached Step Functions: never started
+            return None
         try:
             row = result_row(attempt, events, memory_mb=self.stack.lambda_memory_mb)
         except ValueError:  # still closing: record what we did

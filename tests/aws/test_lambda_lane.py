@@ -9,9 +9,11 @@ restarts, the manifest rows, stops on kill and at deadlines, and how few reads t
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import re
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,8 +26,9 @@ from hyperframes_airflow.contract.composition import Composition
 from hyperframes_airflow.contract.config import RenderConfig
 from hyperframes_airflow.contract.manifest import ManifestRow
 from hyperframes_airflow.contract.plan import plan_batch
-from hyperframes_airflow.contract.rows import BatchSpec, LambdaStack, Lane
+from hyperframes_airflow.contract.rows import BatchSpec, LambdaStack, Lane, RenderAttempt
 from hyperframes_airflow.hooks.stack import HyperframesStackHook
+from hyperframes_airflow.triggers import lane as lane_module
 from hyperframes_airflow.triggers.lane import LambdaLane, LaneOptions
 from hyperframes_airflow.triggers.render import HyperframesRenderTrigger
 
@@ -401,8 +404,12 @@ async def _first_event(trigger: HyperframesRenderTrigger) -> Any:
 
 
 @pytest.mark.timeout(60)
-def test_the_trigger_pushes_the_rows_then_ends_the_task(moto: MotoStack, tmp_path: Path) -> None:
+def test_the_trigger_pushes_the_rows_then_ends_the_task(
+    moto: MotoStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from airflow.triggers.base import TaskFailedEvent, TaskSuccessEvent
+
+    monkeypatch.setattr(lane_module, "LINK_REFRESH_SECONDS", 3600.0)
 
     ok = Planned(moto, tmp_path, [{"outputKey": "end/a.mp4"}, {"outputKey": "end/b.mp4"}])
     trigger = ok.trigger()
@@ -412,13 +419,41 @@ def test_the_trigger_pushes_the_rows_then_ends_the_task(moto: MotoStack, tmp_pat
     rows = published.values["return_value"]
     assert [(r["inputLine"], r["status"]) for r in rows] == [(1, "succeeded"), (2, "succeeded")]
     link = published.values["_state_machine_executions_details"]
-    assert link["execution_arn"] == ok.arn(ok.names[1])
+    # The second row ended within LINK_REFRESH_SECONDS of the first: the link stayed put.
+    assert link["execution_arn"] == ok.arn(ok.names[0])
 
     bad = Planned(moto, tmp_path, [{"outputKey": "end/c.mp4", "variables": {"hfTestFate": "fail"}}])
     trigger = bad.trigger()
     published = _Published(trigger)
     assert isinstance(asyncio.run(_first_event(trigger)), TaskFailedEvent)
     assert published.values["return_value"][0]["status"] == "failed"
+
+
+@pytest.mark.timeout(120)
+def test_the_console_link_follows_the_lane_at_most_every_refresh(
+    moto: MotoStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quick rows do not each cost a link write; a row still rendering after the refresh
+    gets the link, so it points at a render that is running or has just ended."""
+    refresh = 4.0
+    monkeypatch.setattr(lane_module, "LINK_REFRESH_SECONDS", refresh)
+    rows: list[dict[str, Any]] = [{"outputKey": f"link/{i}.mp4"} for i in range(8)]
+    rows.append({"outputKey": "link/long.mp4", "variables": {"hfTestSeconds": refresh * 2}})
+    planned = Planned(moto, tmp_path, rows)
+    written: list[tuple[float, str]] = []
+
+    async def record(attempt: RenderAttempt) -> None:
+        written.append((time.monotonic(), attempt.execution_name or ""))
+
+    lane = planned.runner()
+    lane.on_started = record
+    results = asyncio.run(lane.run())
+    assert [r.status for r in results] == ["succeeded"] * len(rows)
+    names = [name for _, name in written]
+    assert names[0] == planned.names[0] and names[-1] == planned.names[-1]
+    assert len(names) < len(rows)
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(written)]
+    assert all(gap >= refresh - 0.05 for gap in gaps), gaps
 
 
 def _kill_after_start(trigger: HyperframesRenderTrigger, planned: Planned, name: str) -> None:

@@ -95,6 +95,19 @@ def _is(var: str, value: str) -> dict[str, Any]:
     }
 
 
+#: The end state: a succeeded render's `$.Output`, as the real AssembleV2's ResultSelector makes it.
+_ASSEMBLE: dict[str, Any] = {
+    "Type": "Pass",
+    "Parameters": {
+        "OutputS3Uri.$": "$.OutputS3Uri",
+        "FramesEncoded": MOCK_FRAMES,
+        "FileSize": MOCK_FILE_SIZE,
+    },
+    "ResultPath": "$.Output",
+    "End": True,
+}
+
+
 def instant_stack_definition(*, timeout_seconds: int = 3600) -> dict[str, Any]:
     """One Pass state ending with a succeeded render's `$.Output`: for runs that measure the
     orchestration at scale. moto interprets the full topology at about 10 executions a second
@@ -103,18 +116,7 @@ def instant_stack_definition(*, timeout_seconds: int = 3600) -> dict[str, Any]:
         "Comment": "hyperframes-airflow test stack: every render succeeds at once",
         "StartAt": "AssembleV2",
         "TimeoutSeconds": timeout_seconds,
-        "States": {
-            "AssembleV2": {
-                "Type": "Pass",
-                "Parameters": {
-                    "OutputS3Uri.$": "$.OutputS3Uri",
-                    "FramesEncoded": MOCK_FRAMES,
-                    "FileSize": MOCK_FILE_SIZE,
-                },
-                "ResultPath": "$.Output",
-                "End": True,
-            }
-        },
+        "States": {"AssembleV2": _ASSEMBLE},
     }
 
 
@@ -255,16 +257,7 @@ def render_stack_definition(*, timeout_seconds: int = 3600) -> dict[str, Any]:
                 "ResultPath": "$.Chunks",
                 "Next": "AssembleV2",
             },
-            "AssembleV2": {
-                "Type": "Pass",
-                "Parameters": {
-                    "OutputS3Uri.$": "$.OutputS3Uri",
-                    "FramesEncoded": MOCK_FRAMES,
-                    "FileSize": MOCK_FILE_SIZE,
-                },
-                "ResultPath": "$.Output",
-                "End": True,
-            },
+            "AssembleV2": _ASSEMBLE,
         },
     }
 

@@ -39,13 +39,12 @@ _NEVER_RAN: tuple[RowStatus, str] = (
 )
 
 
-def planned_lanes(
-    report: BatchReport | None, mapping: Sequence[Mapping[str, object]]
-) -> list[Lane]:
-    """The lanes of the run: the mapping when render tasks were mapped, else the report's rows
-    (dry run, failed validation or cost gate: one pseudo-lane that no task holds)."""
-    if mapping:
-        return [Lane.model_validate(entry) for entry in mapping]
+def planned_lanes(report: BatchReport | None, lanes: Sequence[object]) -> list[Lane]:
+    """The lanes of the run: each render task's rows (its `lane.<i>` XCom, by map index) when
+    render tasks were mapped, else the report's rows (dry run, failed validation or cost
+    gate: one pseudo-lane that no task holds)."""
+    if lanes:
+        return [Lane.model_validate({"rows": rows or []}) for rows in lanes]
     if report is not None and report.planned:
         return [Lane(rows=list(report.planned))]
     return []

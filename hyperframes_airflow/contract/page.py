@@ -77,14 +77,14 @@ class LiveRender:
 class BatchInputs:
     """Everything one render_batch group of one run left so far.
 
-    `tasks`, `results` and `live` are by map index (results: the task's manifest rows);
-    `approval` is the approval task's answer once it has one.
+    `lanes`, `tasks`, `results` and `live` are by map index (lanes: the task's planned rows;
+    results: its manifest rows); `approval` is the approval task's answer once it has one.
     """
 
     group_id: str
     report: BatchReport | None
     spec: BatchSpec | None = None
-    mapping: Sequence[Mapping[str, Any]] = ()
+    lanes: Sequence[Sequence[Mapping[str, Any]]] = ()
     tasks: Mapping[int, TaskView] = field(default_factory=dict)
     results: Mapping[int, Sequence[ManifestRow]] = field(default_factory=dict)
     live: Mapping[int, LiveRender] = field(default_factory=dict)
@@ -345,8 +345,8 @@ def build_page(
 ) -> BatchPage:
     """The page document of one render_batch group (see the module doc)."""
     report = settle_report(inputs.report, inputs.approval)
-    lanes = planned_lanes(report, inputs.mapping)
-    mapped = bool(inputs.mapping) and report is not None and report.rendered
+    lanes = planned_lanes(report, inputs.lanes)
+    mapped = bool(inputs.lanes) and report is not None and report.rendered
     results: dict[int, ManifestRow] = {}
     line_index: dict[int, int] = {}
     for index, task_rows in inputs.results.items():

@@ -31,7 +31,14 @@ from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, Lane, deco
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.operators._backend import BACKEND_TEMPLATE_FIELDS, BackendSettings
 from hyperframes_airflow.storage import read_text, write_text_atomic
-from hyperframes_airflow.xcom import APPROVAL_KEY, MANIFEST_KEY, PROGRESS_KEY, REPORT_KEY, SPEC_KEY
+from hyperframes_airflow.xcom import (
+    APPROVAL_KEY,
+    MANIFEST_KEY,
+    PROGRESS_KEY,
+    REPORT_KEY,
+    SPEC_KEY,
+    lane_key,
+)
 
 __all__ = ["HyperframesCollectManifestOperator", "manifest_asset"]
 
@@ -127,7 +134,13 @@ class HyperframesCollectManifestOperator(BackendSettings, BaseOperator):
         raw_spec = ti.xcom_pull(task_ids=self.prepare_task_id, key=SPEC_KEY)
         spec = BatchSpec.model_validate(raw_spec) if raw_spec else None
         mapping = ti.xcom_pull(task_ids=self.prepare_task_id) or []
-        lanes = planned_lanes(report, mapping)
+        lanes = planned_lanes(
+            report,
+            [
+                ti.xcom_pull(task_ids=self.prepare_task_id, key=lane_key(index))
+                for index in range(len(mapping))
+            ],
+        )
         mapped = bool(mapping) and (report is None or report.rendered)
         since = _run_started(context)
         states, results, ran = (

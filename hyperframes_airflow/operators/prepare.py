@@ -30,11 +30,11 @@ from hyperframes_airflow.contract.options import (
 from hyperframes_airflow.contract.plan import BatchPlan, load_project, plan_batch
 from hyperframes_airflow.contract.progress import DEFAULT_MEMORY_MB
 from hyperframes_airflow.contract.rerun import narrow_plan, rerun_of, rerun_targets
-from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, InvalidLine, make_lanes
+from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, InvalidLine, Lane, make_lanes
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.operators._backend import BACKEND_TEMPLATE_FIELDS, BackendSettings
 from hyperframes_airflow.storage import open_batch, read_text
-from hyperframes_airflow.xcom import REPORT_KEY, SPEC_KEY
+from hyperframes_airflow.xcom import REPORT_KEY, SPEC_KEY, lane_key
 
 #: How many problems the task log lists in full (all of them are in the manifest).
 LOGGED_PROBLEMS = 200
@@ -44,9 +44,10 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
     """Validate the whole batch, estimate its cost, and plan one lane per render task.
 
     Strict mode fails here, before any deploy or render, listing every bad line; otherwise bad
-    rows are reported as `invalid` and the rest render. The return value is the list of lanes
-    `expand_kwargs` maps over: row positions in the batch and digests, never variables (each
-    render reads its own rows back). The facts all renders share go to XCom once (`spec`), and
+    rows are reported as `invalid` and the rest render. Each render task's lane (row positions
+    in the batch and digests, never variables: each render reads its own rows back) is its own
+    `lane.<i>` XCom; the return value, what `expand_kwargs` maps over, holds only each task's
+    grid label. The facts all renders share go to XCom once (`spec`), and
     a `report` for the manifest is pushed first, on every path, so the manifest can always say
     why nothing rendered.
 
@@ -148,10 +149,12 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
             if isinstance(exc, AirflowFailException):
                 raise
             raise AirflowFailException(_explain(exc)) from exc
+        for index, lane in enumerate(lanes):
+            ti.xcom_push(key=lane_key(index), value=lane.dump()["rows"])
         ti.xcom_push(key=REPORT_KEY, value=self._report.dump())
-        return lanes
+        return [{"label": lane.label} for lane in lanes]
 
-    def _prepare(self, context: Context) -> list[dict[str, Any]]:
+    def _prepare(self, context: Context) -> list[Lane]:
         """Plan the batch; `self._report` always holds what is known so far."""
         dry_run = parse_bool(self.is_dry_run, name="dry_run", default=False)
         try:
@@ -251,7 +254,7 @@ class HyperframesPrepareBatchOperator(BackendSettings, BaseOperator):
             return []
         if gate.blocked:  # the approval task decides; collect_manifest records its answer
             self._update(status="needs-approval")
-        return [{"rows": lane.model_dump(by_alias=True)["rows"]} for lane in lanes]
+        return lanes
 
     def _site(self) -> tuple[Composition, str]:
         """The composition and siteId: from the project directory, or from a site already

@@ -17,9 +17,10 @@ from airflow.sdk import Context, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from hyperframes_airflow.contract.options import parse_bool
-from hyperframes_airflow.contract.rows import BatchSpec, Lane, decode_rows, lane_label
+from hyperframes_airflow.contract.rows import BatchSpec, Lane, decode_rows
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.hooks.stack import HyperframesStackHook
+from hyperframes_airflow.operators._lane import pull_lane
 from hyperframes_airflow.triggers.lane import LambdaLane
 from hyperframes_airflow.triggers.render import HyperframesRenderTrigger
 from hyperframes_airflow.xcom import RESULT_KEY, SPEC_KEY
@@ -38,8 +39,8 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
     manifest rows as `return_value`. With `deferrable=False` the same lane runs here instead,
     holding the worker.
 
-    :param rows: The lane (`contract.rows.RowRef` dumps) from prepare_batch's mapping; row
-        positions and digests only, so no variables reach the rendered-fields view.
+    :param label: The grid label of this task's lane, from prepare_batch's mapping; the rows
+        themselves (positions and digests, no variables) are read from its `lane.<i>` XCom.
     :param prepare_task_id: The prepare_batch task whose `spec` XCom this task reads.
     :param force_rerender: Render again even when an earlier execution already succeeded.
     :param render_timeout_s: Each row's deadline; past it the execution is stopped.
@@ -59,7 +60,7 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
     def __init__(
         self,
         *,
-        rows: list[dict[str, Any]],
+        label: str,
         prepare_task_id: str,
         aws_conn_id: str | None = DEFAULT_CONN_ID,
         force_rerender: bool | str = False,
@@ -71,7 +72,8 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
         **kwargs: Any,
     ) -> None:
         super().__init__(aws_conn_id=aws_conn_id, **kwargs)
-        self.lane = Lane.model_validate({"rows": rows})
+        self._label = label
+        self.lane = Lane(rows=[])  # read in execute (`pull_lane`): this task's rows only
         self.prepare_task_id = prepare_task_id
         self.force_rerender = force_rerender
         self.render_timeout_s = render_timeout_s
@@ -84,10 +86,11 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
     @property
     def label(self) -> str:
         """What the grid shows for this task (`map_index_template`): its output key(s)."""
-        return lane_label([r.output_key for r in self.lane.rows])
+        return self._label
 
     def execute(self, context: Context) -> Any:
         ti = context["ti"]
+        self.lane = pull_lane(ti, self.prepare_task_id)
         spec = BatchSpec.model_validate(ti.xcom_pull(task_ids=self.prepare_task_id, key=SPEC_KEY))
         if spec.stack is None:
             raise AirflowFailException("prepare_batch did not resolve a Lambda stack")

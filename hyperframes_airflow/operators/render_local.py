@@ -13,7 +13,8 @@ from airflow.sdk.exceptions import AirflowFailException
 from hyperframes_airflow.backends.local import LocalBackend, lane_owner
 from hyperframes_airflow.contract.manifest import ManifestRow
 from hyperframes_airflow.contract.options import parse_bool
-from hyperframes_airflow.contract.rows import BatchSpec, Lane, lane_label
+from hyperframes_airflow.contract.rows import BatchSpec, Lane
+from hyperframes_airflow.operators._lane import pull_lane
 from hyperframes_airflow.xcom import PROGRESS_KEY, RESULT_KEY, SPEC_KEY
 
 _KILLED = "its Airflow task was killed (marked failed or success, cleared, or the run failed)"
@@ -29,7 +30,8 @@ class HyperframesLocalRenderOperator(BaseOperator):
     its own process group; killing the task (mark failed, clear, run failed) kills the render
     tree, records the row as `aborted` and the rows it never reached as `skipped`.
 
-    :param rows: The lane (`contract.rows.RowRef` dumps): positions and digests, no variables.
+    :param label: The grid label of this task's lane, from prepare_batch's mapping; the rows
+        themselves (positions and digests, no variables) are read from its `lane.<i>` XCom.
     :param prepare_task_id: The prepare_batch task whose `spec` XCom this task reads.
     :param force_rerender: Render again even when the row's output is already its own.
     :param render_timeout_s: Each row's deadline; past it its process tree is killed.
@@ -42,7 +44,7 @@ class HyperframesLocalRenderOperator(BaseOperator):
     def __init__(
         self,
         *,
-        rows: list[dict[str, Any]],
+        label: str,
         prepare_task_id: str,
         force_rerender: bool | str = False,
         render_timeout_s: float | None = 3600.0,
@@ -50,7 +52,8 @@ class HyperframesLocalRenderOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.lane = Lane.model_validate({"rows": rows})
+        self._label = label
+        self.lane = Lane(rows=[])  # read in execute (`pull_lane`): this task's rows only
         self.prepare_task_id = prepare_task_id
         self.force_rerender = force_rerender
         self.render_timeout_s = render_timeout_s
@@ -62,10 +65,11 @@ class HyperframesLocalRenderOperator(BaseOperator):
     @property
     def label(self) -> str:
         """What the grid shows for this task (`map_index_template`): its output key(s)."""
-        return lane_label([r.output_key for r in self.lane.rows])
+        return self._label
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         ti = context["ti"]
+        self.lane = pull_lane(ti, self.prepare_task_id)
         spec = BatchSpec.model_validate(ti.xcom_pull(task_ids=self.prepare_task_id, key=SPEC_KEY))
         if spec.local_root is None:
             raise AirflowFailException("prepare_batch did not resolve a local root")

@@ -20,11 +20,13 @@ from hyperframes_airflow.contract.page import BatchInputs, LiveRender, TaskView
 from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, decode_rows
 from hyperframes_airflow.xcom import (
     APPROVAL_KEY,
+    LANE_KEY_PREFIX,
     MANIFEST_KEY,
     PROGRESS_KEY,
     REPORT_KEY,
     RESULT_KEY,
     SPEC_KEY,
+    lane_index,
 )
 
 __all__ = ["PREPARE", "GroupTasks", "RunData", "read_run", "recent_batches"]
@@ -98,7 +100,7 @@ def _xcoms(session: Session, dag_id: str, run_id: str) -> dict[tuple[str, str, i
         select(XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value).where(
             XComModel.dag_id == dag_id,
             XComModel.run_id == run_id,
-            XComModel.key.in_(_KEYS),
+            or_(XComModel.key.in_(_KEYS), XComModel.key.like(f"{LANE_KEY_PREFIX}%")),
             own_tasks,  # another task's return value is never decoded
         )
     )
@@ -166,6 +168,12 @@ def _group(
     report = _model(BatchReport, xcoms.get((ids.prepare, REPORT_KEY, -1)))
     spec = _model(BatchSpec, xcoms.get((ids.prepare, SPEC_KEY, -1)))
     mapping = xcoms.get((ids.prepare, RESULT_KEY, -1))
+    planned = {
+        index: value
+        for (task, key, _), value in xcoms.items()
+        if task == ids.prepare and (index := lane_index(key)) is not None
+    }
+    lanes = [planned.get(i) or [] for i in range(len(mapping))] if isinstance(mapping, list) else []
     renders = {i: _view(r) for (t, i), r in tasks.items() if t == ids.render and i >= 0}
     results = {i: decode_rows(v) for i, v in _by_index(xcoms, ids.render, RESULT_KEY).items()}
     live: dict[int, LiveRender] = {}
@@ -196,7 +204,7 @@ def _group(
         group_id=ids.group_id,
         report=report,
         spec=spec,
-        mapping=mapping if isinstance(mapping, list) else [],
+        lanes=lanes,
         tasks=renders,
         results=results,
         live=live,

@@ -27,8 +27,8 @@ def _ref(line: int) -> RowRef:
     return RowRef(line=line, offset=line * 10, digest=DIGESTS[line - 1], output_key=f"v/{line}.mp4")
 
 
-def _mapping(*lanes: list[int]) -> list[dict[str, Any]]:
-    return [{"rows": [_ref(n).model_dump(by_alias=True) for n in lane]} for lane in lanes]
+def _lanes(*lanes: list[int]) -> list[list[dict[str, Any]]]:
+    return [[_ref(n).model_dump(by_alias=True) for n in lane] for lane in lanes]
 
 
 def _report(**changes: Any) -> BatchReport:
@@ -61,7 +61,7 @@ def test_rows_of_a_running_batch_show_queued_running_and_ended_with_progress_and
             invalid=[InvalidLine(line=5, output_key="bad.mov", error="wrong extension")]
         ),
         prepare=TaskView("success"),
-        mapping=_mapping([1], [2], [3], [4]),
+        lanes=_lanes([1], [2], [3], [4]),
         tasks={
             0: TaskView("success"),
             1: TaskView("deferred", start_date=started),
@@ -114,7 +114,7 @@ def test_a_lane_shows_which_of_its_rows_renders_now() -> None:
     inputs = BatchInputs(
         group_id="g",
         report=_report(),
-        mapping=_mapping([1, 2, 3]),
+        lanes=_lanes([1, 2, 3]),
         tasks={0: TaskView("deferred")},
         live={0: LiveRender(execution_arn=arn, fraction=0.25)},
     )
@@ -123,7 +123,7 @@ def test_a_lane_shows_which_of_its_rows_renders_now() -> None:
     local = BatchInputs(  # a local lane reports its line itself; frames from the estimate
         group_id="g",
         report=_report(backend="local"),
-        mapping=_mapping([1, 2, 3]),
+        lanes=_lanes([1, 2, 3]),
         tasks={0: TaskView("running")},
         live={0: LiveRender(line=3, fraction=0.5)},
     )
@@ -136,7 +136,7 @@ def test_a_batch_waiting_for_cost_approval_says_so_and_a_rejected_one_skips_ever
     waiting = BatchInputs(
         group_id="g",
         report=_report(status="needs-approval"),
-        mapping=_mapping([1], [2]),
+        lanes=_lanes([1], [2]),
         prepare=TaskView("success"),
         approval_task=TaskView("awaiting_input"),
         approval_request={"subject": "Approve 2 renders, estimated $0.04?", "body": "b"},
@@ -149,7 +149,7 @@ def test_a_batch_waiting_for_cost_approval_says_so_and_a_rejected_one_skips_ever
     rejected = BatchInputs(
         group_id="g",
         report=_report(status="needs-approval"),
-        mapping=_mapping([1], [2]),
+        lanes=_lanes([1], [2]),
         prepare=TaskView("success"),
         approval_task=TaskView("success"),
         approval=Approval(decision="rejected", by="ada", message="over budget"),
@@ -169,7 +169,7 @@ def test_a_finished_run_offers_to_rerun_exactly_its_failed_render_tasks() -> Non
     inputs = BatchInputs(
         group_id="g",
         report=_report(),
-        mapping=_mapping([1], [2, 3], [4]),
+        lanes=_lanes([1], [2, 3], [4]),
         tasks={0: TaskView("success"), 1: TaskView("failed"), 2: TaskView("failed")},
         results={
             0: [_row(1)],
@@ -188,7 +188,7 @@ def test_no_rerun_is_offered_for_tasks_that_never_ran_because_deploy_failed() ->
     inputs = BatchInputs(
         group_id="g",
         report=_report(),
-        mapping=_mapping([1], [2]),
+        lanes=_lanes([1], [2]),
         tasks={0: TaskView("upstream_failed"), 1: TaskView("upstream_failed")},
         collect=TaskView("failed"),
     )

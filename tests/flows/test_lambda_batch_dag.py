@@ -201,27 +201,25 @@ def test_personal_data_never_reaches_airflow(
     assert not _file_holds(db, secret) and not _file_holds(Path(f"{db}-wal"), secret)
     assert secret not in capfd.readouterr().out  # the task logs (dag.test prints them)
     mapping = _xcom(run, "render_batch.prepare_batch", "return_value")
-    assert mapping == [
-        {
-            "rows": [
-                {
-                    "line": 1,
-                    "offset": 0,
-                    "digest": mapping[0]["rows"][0]["digest"],
-                    "outputKey": "pii/a.mp4",
-                }
-            ]
-        },
-        {
-            "rows": [
-                {
-                    "line": 2,
-                    "offset": len(json.dumps(rows[0])) + 1,
-                    "digest": mapping[1]["rows"][0]["digest"],
-                    "outputKey": "pii/b.mp4",
-                }
-            ]
-        },
+    assert mapping == [{"label": "pii/a.mp4"}, {"label": "pii/b.mp4"}]
+    lanes = [_xcom(run, "render_batch.prepare_batch", f"lane.{i}") for i in (0, 1)]
+    assert lanes == [
+        [
+            {
+                "line": 1,
+                "offset": 0,
+                "digest": lanes[0][0]["digest"],
+                "outputKey": "pii/a.mp4",
+            }
+        ],
+        [
+            {
+                "line": 2,
+                "offset": len(json.dumps(rows[0])) + 1,
+                "digest": lanes[1][0]["digest"],
+                "outputKey": "pii/b.mp4",
+            }
+        ],
     ]
     # The execution itself received exactly the row's variables, read from the batch file.
     arn = manifest["rows"][0]["executionArn"]
@@ -320,7 +318,8 @@ def test_more_rows_than_airflow_maps_share_tasks_one_render_at_a_time(
 @pytest.mark.timeout(300)
 def test_ten_thousand_rows_fit_in_a_mapping_airflow_accepts(tmp_path: Path) -> None:
     """prepare_batch on a 10,000-row batch: every row planned, at most max_map_length (1024)
-    render tasks, each entry small. Runs the real operator in a real DAG run (dag.test)."""
+    render tasks, each with its own small lane XCom. Runs the real operator in a real DAG run
+    (dag.test)."""
     from airflow.sdk import DAG
 
     from hyperframes_airflow.contract.config import RenderConfig
@@ -343,12 +342,15 @@ def test_ten_thousand_rows_fit_in_a_mapping_airflow_accepts(tmp_path: Path) -> N
     assert str(run.state) == "success"
     mapping = _xcom(run, "prepare_batch", "return_value")
     assert len(mapping) <= 1024
-    lines = [row["line"] for entry in mapping for row in entry["rows"]]
+    # What every render task reads whole is its grid label alone, not the batch's plan.
+    assert len(json.dumps(mapping, separators=(",", ":"))) / len(mapping) < 40
+    lanes = [_xcom(run, "prepare_batch", f"lane.{i}") for i in range(len(mapping))]
+    lines = [row["line"] for lane in lanes for row in lane]
     assert lines == list(range(1, 10_001))
     # Per row: its line, byte offset, a 16-hex digest and its output key; nothing batch-wide.
-    assert set(mapping[0]["rows"][0]) == {"line", "offset", "digest", "outputKey"}
-    per_row = len(json.dumps(mapping, separators=(",", ":"))) / 10_000
+    assert set(lanes[0][0]) == {"line", "offset", "digest", "outputKey"}
+    per_row = sum(len(json.dumps(lane, separators=(",", ":"))) for lane in lanes) / 10_000
     assert per_row < 100, per_row
     report = _xcom(run, "prepare_batch", "report")
-    assert report["status"] == "planned" and not report["planned"]  # the rows are the mapping
+    assert report["status"] == "planned" and not report["planned"]  # the rows are the lanes
     assert len(json.dumps(report)) < 10_000

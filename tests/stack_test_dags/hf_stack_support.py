@@ -22,12 +22,23 @@ class CrashAfterStartTrigger(HyperframesRenderTrigger):
         if crash and int(self.render_task.get("try_number") or 1) == 1:
             runner = self.runner()
             lane = asyncio.ensure_future(runner.run())
-            while runner.current is None and not lane.done():
+            while not lane.done() and not await _started(runner):
                 await asyncio.sleep(0.05)
             lane.cancel()
             raise RuntimeError("hfTestCrash: the trigger died right after StartExecution")
         async for event in super().run():
             yield event
+
+
+async def _started(runner: Any) -> bool:
+    """The lane's current row exists at Step Functions (`current` is set before the call)."""
+    current = runner.current
+    if current is None:
+        return False
+    found = await runner.hook.async_describe_execution(
+        current.execution_arn or "", region=runner.stack.region
+    )
+    return found is not None
 
 
 class CrashAfterStartRenderOperator(HyperframesLambdaRenderOperator):

@@ -117,8 +117,9 @@ def run(
 def _xcoms(pg: PostgresServer) -> list[tuple[str, str, int, int]]:
     out = pg.psql(
         pg.database,
-        "SELECT task_id, key, count(*), coalesce(sum(length(value::text)), 0) FROM xcom "
-        "GROUP BY 1, 2 ORDER BY 1, 2",
+        # Each render task's lane is its own `lane.<i>` XCom: one line for all of them.
+        "SELECT task_id, CASE WHEN key LIKE 'lane.%' THEN 'lane.<i>' ELSE key END, count(*), "
+        "coalesce(sum(length(value::text)), 0) FROM xcom GROUP BY 1, 2 ORDER BY 1, 2",
     )
     rows = []
     for line in out.splitlines():

@@ -177,15 +177,7 @@ class LambdaBackend:
                 generated[base] = (ref, row)
         latest: dict[int, tuple[RenderAttempt, str, BatchRow]] = {}
         if since is not None and len(generated) > DESCRIBE_UP_TO:
-            for execution in self.hook.executions_since(stack.state_machine_arn, since):
-                found = split_attempt(str(execution["name"]), generated)
-                if found is None:
-                    continue
-                base, attempt = found
-                ref, row = generated[base]
-                if ref.line not in latest or latest[ref.line][0].attempt < attempt:
-                    render = _attempt(ref, attempt, execution)
-                    latest[ref.line] = (render, str(execution["status"]), row)
+            latest.update(self._latest_listed(stack.state_machine_arn, generated, since))
         else:
             described += [(base, ref, row) for base, (ref, row) in generated.items()]
         for base, ref, row in described:
@@ -216,6 +208,28 @@ class LambdaBackend:
             except ValueError:  # still running (a task that may yet finish it): no result
                 continue
         return settled
+
+    def _latest_listed(
+        self,
+        state_machine_arn: str,
+        generated: dict[str, tuple[RowRef, BatchRow]],
+        since: datetime,
+    ) -> dict[int, tuple[RenderAttempt, str, BatchRow]]:
+        """Each row's highest attempt among the executions started since `since` (by line)."""
+        latest: dict[int, tuple[RenderAttempt, str, BatchRow]] = {}
+        for execution in self.hook.executions_since(state_machine_arn, since):
+            found = split_attempt(str(execution["name"]), generated)
+            if found is None:
+                continue
+            base, attempt = found
+            ref, row = generated[base]
+            if ref.line not in latest or latest[ref.line][0].attempt < attempt:
+                latest[ref.line] = (
+                    _attempt(ref, attempt, execution),
+                    str(execution["status"]),
+                    row,
+                )
+        return latest
 
     def _latest_described(
         self, state_machine_arn: str, base: str

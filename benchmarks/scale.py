@@ -78,6 +78,7 @@ class ScaleResult:
     trigger_kwargs_bytes: int = 0
     notes: list[str] = field(default_factory=list)
     history_rate: float = HISTORY_RATE
+    killed: bool = False
 
 
 def run(
@@ -259,6 +260,7 @@ def _measure(
     state = retrying(lambda: st.dag_run(DAG_ID, run_id))["state"]
     k0 = time.monotonic()
     if state not in ("success", "failed"):
+        result.killed = True
         st.patch_dag_run_state(DAG_ID, run_id, "failed")
     collect_state = None
     while time.monotonic() - k0 < 1800:
@@ -356,8 +358,12 @@ def to_markdown(result: ScaleResult, *, command: str, load_note: str) -> str:
         f"CPU {fmt(result.triggerer_cpu_s_per_row, 3)} s per row; Step Functions calls per row: "
         + ", ".join(f"{k} {v:g}" for k, v in sorted(result.sfn_per_row.items()))
         + (f". At that rate the whole batch takes **{eta:.1f} h**." if eta else "."),
-        f"- Then the run was marked failed: {fmt(result.kill_to_manifest_s)} s until "
-        f"collect_manifest ended; run {result.run_state}. Manifest: "
+        (
+            f"- Then the run was marked failed: {fmt(result.kill_to_manifest_s)} s until "
+            if result.killed
+            else "- The run ended by itself, within the window: "
+        )
+        + f"collect_manifest ended; run {result.run_state}. Manifest: "
         f"{sum(result.manifest_statuses.values()):,} rows {result.manifest_statuses}, "
         f"{(result.manifest_bytes or 0) / 1e6:.1f} MB.",
         f"- Trigger rows left: {result.trigger_rows} ({result.trigger_kwargs_bytes:,} bytes of "

@@ -137,27 +137,23 @@ class LambdaLane:
                 name=name,
             )
             arn = execution_arn(self.stack.state_machine_arn, name)
-            # Current before the call: a kill landing while it is in flight stops it by name.
-            self.current = RenderAttempt(
+            attempt_row = RenderAttempt(
                 line=ref.line,
                 output_key=ref.output_key,
                 execution_name=name,
                 execution_arn=arn,
                 attempt=attempt,
             )
+            # Current before the call: a kill landing while it is in flight stops it by name.
+            self.current = attempt_row
             started = await self.hook.async_start_execution(
                 name,
                 input_json,
                 state_machine_arn=self.stack.state_machine_arn,
                 region=self.stack.region,
             )
-            attempt_row = RenderAttempt(
-                line=ref.line,
-                output_key=ref.output_key,
-                execution_name=name,
-                execution_arn=started or arn,
-                attempt=attempt,
-            )
+            if started is not None and started != arn:
+                attempt_row = attempt_row.model_copy(update={"execution_arn": started})
             if started is not None:
                 self.log.info("Row %d: started %s -> %s", ref.line, name, ref.output_key)
                 return await self._wait(attempt_row, row)

@@ -103,8 +103,8 @@ class TokenBucket:
 class ReadBudget:
     """The process-wide buckets (one set per event loop: the triggerer runs one loop)."""
 
-    def __init__(self, rates: Mapping[str, float] | None = None) -> None:
-        rates = {**{k: v[0] for k, v in READ_RATE_OPTIONS.items()}, **(rates or {})}
+    def __init__(self, rates: Mapping[str, float]) -> None:
+        """`rates`: every `READ_RATE_OPTIONS` option's value (`configured_rates`)."""
         self.list = TokenBucket(rates["sfn_list_per_second"])
         self.describe = TokenBucket(
             rates["sfn_describe_per_second"], burst=max(10, rates["sfn_describe_per_second"])

@@ -123,19 +123,6 @@ def _named(stack: MotoStack, prefix: str) -> list[str]:
     return sorted(e["name"] for e in listed["executions"] if e["name"].startswith(prefix))
 
 
-def _stop_all(stack: MotoStack) -> None:
-    sfn = stack.boto3_client("stepfunctions")
-    listed = sfn.list_executions(stateMachineArn=stack.state_machine_arn, statusFilter="RUNNING")
-    for execution in listed["executions"]:
-        sfn.stop_execution(executionArn=execution["executionArn"])
-
-
-@pytest.fixture
-def moto(hf_conn: MotoStack) -> Any:
-    yield hf_conn
-    _stop_all(hf_conn)  # leave no hanging render behind in the shared server
-
-
 # -- the execution input --------------------------------------------------------------------
 
 

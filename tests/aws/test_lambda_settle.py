@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,15 +21,9 @@ from hyperframes_airflow.contract.execution import attempt_name
 from hyperframes_airflow.contract.manifest import ManifestRow
 from hyperframes_airflow.contract.plan import encode_row_input
 from hyperframes_airflow.storage import read_planned_rows
-from tests.aws.test_lambda_lane import SITE, Planned, _stop_all
+from tests.aws.test_lambda_lane import SITE, Planned
 
 ROWS = DESCRIBE_UP_TO + 10
-
-
-@pytest.fixture
-def moto(hf_conn: MotoStack) -> Any:
-    yield hf_conn
-    _stop_all(hf_conn)
 
 
 def _start(planned: Planned, index: int, attempt: int = 1) -> str:

@@ -8,12 +8,13 @@ fix). `scripts/test.sh` installs every tool first and sets `HYPERFRAMES_REQUIRE_
 from __future__ import annotations
 
 import os
+from typing import NoReturn
 
 import pytest
 
 from hyperframes_airflow.backends.local_cli import Toolchain, find_toolchain
 
-__all__ = ["need", "render_toolchain", "tools_required"]
+__all__ = ["missing", "need", "render_toolchain", "tools_required"]
 
 
 def tools_required() -> bool:
@@ -23,12 +24,17 @@ def tools_required() -> bool:
     )
 
 
+def missing(reason: str) -> NoReturn:
+    """Fail (tools required) or skip with `reason`."""
+    if tools_required():
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def need(reason: str | None) -> None:
-    """Nothing when `reason` is None; else fail (tools required) or skip with it."""
+    """Nothing when `reason` is None; else `missing(reason)`."""
     if reason:
-        if tools_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing(reason)
 
 
 def render_toolchain() -> Toolchain:

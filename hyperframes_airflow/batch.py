@@ -68,6 +68,7 @@ def render_batch(
     poll_interval: float = 10.0,
     progress_interval: float = 300.0,
     rows_per_task: int | None = None,
+    renders_per_task: int = 1,
     group_id: str = "render_batch",
     site_id: str | None = None,
     cost_approval: str = "manual-runs",
@@ -115,6 +116,10 @@ def render_batch(
     :param progress_interval: How often a running Lambda render's progress is logged.
     :param rows_per_task: Rows each render task renders back to back in one pool slot
         (lanes); automatic above Airflow's `max_map_length`.
+    :param renders_per_task: Lambda only: rows each render task renders at the same time, in
+        as many pool slots (`pool_slots`), so a batch needs that many times fewer task
+        launches; the task's rows (`rows_per_task`, at least this many) are split among them.
+        The pool still counts one slot per running render, and `max_concurrent` caps renders.
     :param group_id: The TaskGroup's id (several groups may share a DAG).
     :param cost_approval: Who decides a batch above `max_cost_usd` that nothing confirmed:
         `manual-runs` (a person approves runs a person triggered, in Airflow's Required
@@ -131,6 +136,12 @@ def render_batch(
         raise ValueError(f"max_concurrent must be >= 1; got {max_concurrent}")
     if rows_per_task is not None and rows_per_task < 1:
         raise ValueError(f"rows_per_task must be >= 1; got {rows_per_task}")
+    rows_per_task = _check_renders_per_task(
+        renders_per_task,
+        backend=backend,
+        rows_per_task=rows_per_task,
+        max_concurrent=max_concurrent,
+    )
     if "{{" not in cost_approval:
         parse_approval_mode(cost_approval)
     settings: dict[str, Any] = {
@@ -187,8 +198,10 @@ def render_batch(
             poll_interval=poll_interval,
             progress_interval=progress_interval,
             settings=settings,
+            renders_per_task=renders_per_task,
             task_kwargs={
-                "max_active_tis_per_dagrun": max_concurrent,
+                "max_active_tis_per_dagrun": max_concurrent // renders_per_task,
+                "pool_slots": renders_per_task,
                 "map_index_template": "{{ task.label }}",
                 "retries": render_retries,
                 **({"pool": pool} if pool else {}),
@@ -221,6 +234,33 @@ def render_batch(
     return group
 
 
+def _check_renders_per_task(
+    renders_per_task: int, *, backend: str, rows_per_task: int | None, max_concurrent: int
+) -> int | None:
+    """Refuse what cannot hold `renders_per_task` renders per task; returns the rows per task
+    (at least one per render)."""
+    if renders_per_task < 1:
+        raise ValueError(f"renders_per_task must be >= 1; got {renders_per_task}")
+    if renders_per_task == 1:
+        return rows_per_task
+    if backend != "lambda":
+        raise ValueError(
+            "renders_per_task is for backend='lambda'; local renders share the worker's CPU "
+            "(use max_concurrent and rows_per_task)"
+        )
+    if rows_per_task is not None and rows_per_task < renders_per_task:
+        raise ValueError(
+            f"rows_per_task ({rows_per_task}) must be >= renders_per_task ({renders_per_task}): "
+            "each render of a task needs a row"
+        )
+    if max_concurrent < renders_per_task:
+        raise ValueError(
+            f"max_concurrent ({max_concurrent}) must be >= renders_per_task "
+            f"({renders_per_task}): one task renders that many at once"
+        )
+    return rows_per_task or renders_per_task
+
+
 def _gate_can_block(backend: str, max_cost_usd: float | str | None) -> bool:
     """Only renders that bill can be over budget, and only when a limit is given."""
     from hyperframes_airflow.backends.lambda_ import LambdaBackend
@@ -240,6 +280,7 @@ def _render_operator(
     deferrable: bool,
     poll_interval: float,
     progress_interval: float,
+    renders_per_task: int,
     settings: dict[str, Any],
     task_kwargs: dict[str, Any],
 ) -> Any:
@@ -266,6 +307,7 @@ def _render_operator(
             deferrable=deferrable,
             poll_interval=poll_interval,
             progress_interval=progress_interval,
+            renders_at_once=renders_per_task,
             **common,
         )
     # Local renders run on the worker: the task's own timeout covers a whole lane.

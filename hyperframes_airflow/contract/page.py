@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,7 @@ from hyperframes_airflow.contract.approval import Approval
 from hyperframes_airflow.contract.assemble import manifest_rows, planned_lanes, settle_report
 from hyperframes_airflow.contract.manifest import ManifestRow
 from hyperframes_airflow.contract.rerun import RERUN_STATUSES
-from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, Lane
+from hyperframes_airflow.contract.rows import BatchReport, BatchSpec, Lane, RowRef
 
 __all__ = [
     "LIVE_STATUSES",
@@ -48,6 +48,9 @@ _RUNNING_TASK = frozenset({"running", "deferred", "restarting"})
 _SETTLED_TASK = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
 _NAME_LINE = re.compile(r"-l(\d+)-([0-9a-f]{8})(?:-a\d+)?$")
 _SHOWN_PROBLEMS = 20
+#: Rows a page document lists at most (the totals count every row): a browser table of
+#: 100,000 rows every few seconds helps nobody; a status filter narrows the list.
+ROWS_SHOWN = 500
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class TaskView:
     start_date: datetime | None = None
     end_date: datetime | None = None
     try_number: int = 0
+    pool_slots: int = 1
+    """Renders the task runs at once (`render_batch(renders_per_task=...)`)."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,9 @@ class BatchPage(_Model):
     cost: PageCost
     totals: PageTotals
     rows: list[PageRow]
+    """The rows shown: those with the status asked for (all by default), the first `limit`."""
+    rows_matching: int
+    """How many rows have that status (more than `rows` when the list was cut)."""
     rerun: PageRerun | None
     problems: list[dict[str, Any]]
     problem_count: int
@@ -245,6 +253,47 @@ def _total_frames(report: BatchReport | None) -> int | None:
     return frames if isinstance(frames, int) else None
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A row as the totals, cost and rerun need it; its `PageRow` is built only if listed
+    (a model per row per poll cost seconds at 100,000 rows)."""
+
+    line: int
+    status: str
+    map_index: int | None
+    build: Callable[[int | None], PageRow]
+    progress: float | None = None
+    cost_usd: float | None = None
+
+    def page_row(self) -> PageRow:
+        return self.build(self.map_index)
+
+
+def _result_entry(row: ManifestRow, map_index: int | None) -> _Entry:
+    return _Entry(
+        line=row.input_line,
+        status=row.status,
+        map_index=map_index,
+        build=lambda index: _from_result(row, index),
+        progress=1.0 if row.status == "succeeded" else None,
+        cost_usd=row.cost_usd,
+    )
+
+
+def _always(row: PageRow) -> Callable[[int | None], PageRow]:
+    def build(_index: int | None) -> PageRow:
+        return row
+
+    return build
+
+
+def _plain_entry(ref: RowRef, status: str, map_index: int | None) -> _Entry:
+    def build(index: int | None) -> PageRow:
+        return PageRow(line=ref.line, output_key=ref.output_key, status=status, map_index=index)
+
+    return _Entry(line=ref.line, status=status, map_index=map_index, build=build)
+
+
 def _live_rows(
     lane: Lane,
     index: int,
@@ -252,56 +301,58 @@ def _live_rows(
     live: LiveRender | None,
     now: datetime,
     frames_total: int | None,
-) -> list[PageRow]:
-    """A lane whose task has not settled: queued, or running at one row."""
+) -> list[_Entry]:
+    """A lane whose task has not settled: queued, or running at one row. A task rendering
+    several rows at once says only which row its console link follows: its other rows show
+    as running until the task records them."""
     state = (task.state if task else None) or "none"
     if state not in _RUNNING_TASK:
-        return [
-            PageRow(line=r.line, output_key=r.output_key, status="queued", map_index=index)
-            for r in lane.rows
-        ]
+        return [_plain_entry(r, "queued", index) for r in lane.rows]
+    wide = task is not None and task.pool_slots > 1
     current = live.line if live is not None else None
     if current is None and live is not None and live.execution_arn:
         current = line_of_execution(live.execution_arn, lane)
     if current is None:
         current = lane.rows[0].line
-    out: list[PageRow] = []
+    out: list[_Entry] = []
     seen = False
     for ref in lane.rows:
-        if ref.line == current:
-            seen = True
-            total = (live.frames_total if live else None) or frames_total
-            fraction = live.fraction if live else None
-            done = live.frames_done if live else None
-            if done is None and fraction is not None and total:
-                done = round(fraction * total)
-            arn = live.execution_arn if live else None
-            out.append(
-                PageRow(
-                    line=ref.line,
-                    output_key=ref.output_key,
-                    status="running",
-                    map_index=index,
-                    progress=fraction,
-                    frames_done=done,
-                    frames_total=total,
-                    elapsed_s=_seconds(task.start_date if task else None, now)
-                    if len(lane.rows) == 1
-                    else None,
-                    cost_usd=live.cost_usd if live else None,
-                    execution_arn=arn,
-                    console_url=console_url(arn) if arn else None,
-                )
+        if ref.line != current:
+            status = "running" if wide else "queued" if seen else "ended"
+            out.append(_plain_entry(ref, status, index))
+            continue
+        seen = True
+        total = (live.frames_total if live else None) or frames_total
+        fraction = live.fraction if live else None
+        done = live.frames_done if live else None
+        if done is None and fraction is not None and total:
+            done = round(fraction * total)
+        arn = live.execution_arn if live else None
+        row = PageRow(
+            line=ref.line,
+            output_key=ref.output_key,
+            status="running",
+            map_index=index,
+            progress=fraction,
+            frames_done=done,
+            frames_total=total,
+            elapsed_s=_seconds(task.start_date if task else None, now)
+            if len(lane.rows) == 1
+            else None,
+            cost_usd=live.cost_usd if live else None,
+            execution_arn=arn,
+            console_url=console_url(arn) if arn else None,
+        )
+        out.append(
+            _Entry(
+                line=ref.line,
+                status="running",
+                map_index=index,
+                build=_always(row),
+                progress=fraction,
+                cost_usd=row.cost_usd,
             )
-        else:
-            out.append(
-                PageRow(
-                    line=ref.line,
-                    output_key=ref.output_key,
-                    status="queued" if seen else "ended",
-                    map_index=index,
-                )
-            )
+        )
     return out
 
 
@@ -341,9 +392,16 @@ def _approval_view(inputs: BatchInputs, report: BatchReport | None) -> PageAppro
 
 
 def build_page(
-    inputs: BatchInputs, *, now: datetime, render_task_id: str, collect_task_id: str
+    inputs: BatchInputs,
+    *,
+    now: datetime,
+    render_task_id: str,
+    collect_task_id: str,
+    status: str | None = None,
+    limit: int = ROWS_SHOWN,
 ) -> BatchPage:
-    """The page document of one render_batch group (see the module doc)."""
+    """The page document of one render_batch group (see the module doc): totals over every
+    row, and the first `limit` rows with `status` (None: any)."""
     report = settle_report(inputs.report, inputs.approval)
     lanes = planned_lanes(report, inputs.lanes)
     mapped = bool(inputs.lanes) and report is not None and report.rendered
@@ -363,8 +421,10 @@ def build_page(
         task_states=settled,
         ran=set(inputs.live) | {line_index[line] for line in results},
     )
-    shown: dict[int, PageRow] = {
-        row.input_line: _from_result(row, line_index.get(row.input_line)) for row in base
+    if mapped:  # a row's task: lane i is map index i
+        line_index = {ref.line: i for i, lane in enumerate(lanes) for ref in lane.rows}
+    shown: dict[int, _Entry] = {
+        row.input_line: _result_entry(row, line_index.get(row.input_line)) for row in base
     }
     approval = _approval_view(inputs, report)
     awaiting = approval is not None and approval.state in ("awaiting", "pending")
@@ -373,12 +433,8 @@ def build_page(
         if not mapped:
             if awaiting:
                 for ref in lane.rows:
-                    shown[ref.line] = PageRow(
-                        line=ref.line, output_key=ref.output_key, status="awaiting-approval"
-                    )
+                    shown[ref.line] = _plain_entry(ref, "awaiting-approval", None)
             continue
-        for ref in lane.rows:
-            shown[ref.line].map_index = index
         if index in settled or all(r.line in results for r in lane.rows):
             continue
         live_rows = _live_rows(
@@ -388,6 +444,7 @@ def build_page(
             if live_row.line not in results:
                 shown[live_row.line] = live_row
     rows = [shown[line] for line in sorted(shown)]
+    matching = [r for r in rows if status is None or r.status == status]
     return BatchPage(
         group_id=inputs.group_id,
         phase=_phase(inputs, report, awaiting),
@@ -399,14 +456,15 @@ def build_page(
         approval=approval,
         cost=_cost(report, inputs.spec, rows),
         totals=_totals(rows),
-        rows=rows,
+        rows=[entry.page_row() for entry in matching[:limit]],
+        rows_matching=len(matching),
         rerun=_rerun(rows, settled, inputs, render_task_id, collect_task_id),
         problems=list(report.problems[:_SHOWN_PROBLEMS]) if report else [],
         problem_count=len(report.problems) if report else 0,
     )
 
 
-def _cost(report: BatchReport | None, spec: BatchSpec | None, rows: list[PageRow]) -> PageCost:
+def _cost(report: BatchReport | None, spec: BatchSpec | None, rows: list[_Entry]) -> PageCost:
     estimate = (report.estimate or {}) if report else {}
     backend = (spec.backend if spec else None) or (report.backend if report else None)
     total = estimate.get("totalUsd")
@@ -419,7 +477,7 @@ def _cost(report: BatchReport | None, spec: BatchSpec | None, rows: list[PageRow
     )
 
 
-def _totals(rows: list[PageRow]) -> PageTotals:
+def _totals(rows: list[_Entry]) -> PageTotals:
     counts = Counter(r.status for r in rows)
     renderable = [r for r in rows if r.status != "invalid"]
     ended = [r for r in renderable if r.status not in LIVE_STATUSES]
@@ -435,7 +493,7 @@ def _totals(rows: list[PageRow]) -> PageTotals:
 
 
 def _rerun(
-    rows: list[PageRow],
+    rows: list[_Entry],
     settled: Mapping[int, str],
     inputs: BatchInputs,
     render_task_id: str,

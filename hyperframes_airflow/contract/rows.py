@@ -69,6 +69,13 @@ class Lane(_Model):
     def label(self) -> str:
         return lane_label([r.output_key for r in self.rows])
 
+    def side_by_side(self, width: int) -> list[Lane]:
+        """The lane as `width` lanes that render at once (a task holding `width` pool slots):
+        row i goes to lane i mod width, so the first `width` rows start together."""
+        if width < 1:
+            raise ValueError(f"renders at once must be >= 1; got {width}")
+        return [Lane(rows=self.rows[i::width]) for i in range(min(width, len(self.rows)))]
+
 
 def lane_label(output_keys: Sequence[str]) -> str:
     """What the grid shows for a render task: its output key, or the first and a count."""

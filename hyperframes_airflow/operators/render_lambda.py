@@ -21,7 +21,7 @@ from hyperframes_airflow.contract.rows import BatchSpec, Lane, decode_rows
 from hyperframes_airflow.contract.stack import DEFAULT_CONN_ID
 from hyperframes_airflow.hooks.stack import HyperframesStackHook
 from hyperframes_airflow.operators._lane import pull_lane
-from hyperframes_airflow.triggers.lane import LambdaLane
+from hyperframes_airflow.triggers.lane import LambdaLane, run_side_by_side
 from hyperframes_airflow.triggers.render import HyperframesRenderTrigger
 from hyperframes_airflow.xcom import RESULT_KEY, SPEC_KEY
 
@@ -48,6 +48,9 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
     :param deferrable: Wait in the triggerer (default from `[operators] default_deferrable`).
     :param poll_interval: The longest gap between status sweeps, in seconds.
     :param progress_interval: How often a running render's progress is logged, in seconds.
+    :param renders_at_once: Rows of the lane rendering at the same time; give the task as
+        many `pool_slots` (`render_batch(renders_per_task=...)` does), so the pool still
+        counts one slot per running render.
     """
 
     aws_hook_class = HyperframesStackHook
@@ -69,6 +72,7 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=True),
         poll_interval: float = 10.0,
         progress_interval: float = 300.0,
+        renders_at_once: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(aws_conn_id=aws_conn_id, **kwargs)
@@ -81,7 +85,10 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.progress_interval = progress_interval
-        self._runner: LambdaLane | None = None
+        if renders_at_once < 1:
+            raise ValueError(f"renders_at_once must be >= 1; got {renders_at_once}")
+        self.renders_at_once = renders_at_once
+        self._runners: list[LambdaLane] = []
 
     @property
     def label(self) -> str:
@@ -118,6 +125,7 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
             render_timeout_s=self.render_timeout_s,
             poll_interval=self.poll_interval,
             progress_interval=self.progress_interval,
+            renders_at_once=self.renders_at_once,
             aws_conn_id=self.aws_conn_id,
             region_name=self.region_name,
             verify=self.verify,
@@ -130,8 +138,8 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
                 method_name="execute_complete",
                 timeout=per_row * len(self.lane.rows) + DEFERRAL_SLACK,
             )
-        self._runner = trigger.runner()
-        rows = asyncio.run(self._runner.run())
+        self._runners = trigger.runners()
+        rows = asyncio.run(run_side_by_side(self._runners))
         value = [row.model_dump(by_alias=True) for row in rows]
         failed = [r for r in rows if r.status != "succeeded"]
         if failed:
@@ -150,14 +158,14 @@ class HyperframesLambdaRenderOperator(AwsBaseOperator[HyperframesStackHook]):
             )
 
     def on_kill(self) -> None:
-        """Not deferrable: stop the execution in flight when the task is killed."""
-        runner = self._runner
-        if not self.stop_on_kill or runner is None or runner.current is None:
+        """Not deferrable: stop the executions in flight when the task is killed."""
+        if not self.stop_on_kill:
             return
-        arn = runner.current.execution_arn
-        if arn:
-            self.log.info("Task killed: stopping %s", arn)
-            self.hook.stop_execution(arn, cause="Stopped by Airflow: its task was killed.")
+        for runner in self._runners:
+            arn = runner.current.execution_arn if runner.current is not None else None
+            if arn:
+                self.log.info("Task killed: stopping %s", arn)
+                self.hook.stop_execution(arn, cause="Stopped by Airflow: its task was killed.")
 
 
 def _failure_summary(failed: list[Any], total: int) -> str:

@@ -25,10 +25,10 @@ from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from hyperframes_airflow.contract.page import build_page
+from hyperframes_airflow.contract.page import ROWS_SHOWN, build_page
 from hyperframes_airflow.plugins.files import Refused, locate
 from hyperframes_airflow.plugins.live import LambdaProgress
 from hyperframes_airflow.plugins.reader import read_run, recent_batches
@@ -81,7 +81,13 @@ def build_app(progress: LambdaProgress | None = None) -> FastAPI:
         return _html("batch.html", settings(dagId=dag_id, runId=run_id))
 
     @batch.get("/api/batch/{dag_id}/{run_id}")
-    def document(dag_id: str, run_id: str, session: SessionDep) -> dict[str, Any]:
+    def document(
+        dag_id: str,
+        run_id: str,
+        session: SessionDep,
+        status: str | None = None,
+        limit: int = Query(ROWS_SHOWN, ge=1, le=10 * ROWS_SHOWN),
+    ) -> dict[str, Any]:
         data = read_run(session, dag_id, run_id)
         if data.run_state is None:
             raise HTTPException(404, f"no run {run_id!r} of DAG {dag_id!r}")
@@ -91,7 +97,12 @@ def build_app(progress: LambdaProgress | None = None) -> FastAPI:
             if arns:
                 inputs = replace(inputs, live={**inputs.live, **live.read(inputs.spec, arns)})
             built = build_page(
-                inputs, now=now, render_task_id=ids.render, collect_task_id=ids.collect
+                inputs,
+                now=now,
+                render_task_id=ids.render,
+                collect_task_id=ids.collect,
+                status=status if status and status != "all" else None,
+                limit=limit,
             )
             groups.append(built.model_dump(by_alias=True))
         return {

@@ -84,6 +84,7 @@ def _view(row: Any) -> TaskView:
         start_date=row.start_date,
         end_date=row.end_date,
         try_number=int(row.try_number or 0),
+        pool_slots=int(row.pool_slots or 1),
     )
 
 
@@ -112,7 +113,14 @@ def _tasks(session: Session, dag_id: str, run_id: str) -> dict[tuple[str, int], 
 
     rows = session.execute(
         select(
-            TI.id, TI.task_id, TI.map_index, TI.state, TI.start_date, TI.end_date, TI.try_number
+            TI.id,
+            TI.task_id,
+            TI.map_index,
+            TI.state,
+            TI.start_date,
+            TI.end_date,
+            TI.try_number,
+            TI.pool_slots,
         ).where(TI.dag_id == dag_id, TI.run_id == run_id)
     )
     return {(r.task_id, r.map_index): r for r in rows}

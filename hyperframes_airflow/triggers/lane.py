@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,7 +37,7 @@ from hyperframes_airflow.hooks.stack import HyperframesStackHook
 from hyperframes_airflow.storage import RowChanged, read_planned_rows
 from hyperframes_airflow.triggers.watcher import ExecutionWatcher, read_budget
 
-__all__ = ["LINK_REFRESH_SECONDS", "LambdaLane", "LaneOptions"]
+__all__ = ["LINK_REFRESH_SECONDS", "LambdaLane", "LaneOptions", "run_side_by_side"]
 
 #: The console link follows the lane's current row, rewritten at most this often.
 LINK_REFRESH_SECONDS = 10.0
@@ -341,6 +341,24 @@ class LambdaLane:
                 attempt=attempt.attempt,
             )
         return row.model_copy(update={"error": row.error or "ABORTED", "cause": f"Stopped: {why}"})
+
+
+async def run_side_by_side(lanes: Sequence[LambdaLane]) -> list[ManifestRow]:
+    """Run `lanes` at once, each one render at a time; all their rows, by line.
+
+    One lane failing cancels the others (their executions are left to collect_manifest,
+    which settles and stops orphans), as one lane failing ends its task.
+    """
+    if len(lanes) == 1:
+        return await lanes[0].run()
+    running = [asyncio.ensure_future(lane.run()) for lane in lanes]
+    try:
+        await asyncio.gather(*running)
+    except Exception:
+        for task in running:
+            task.cancel()
+        raise
+    return sorted((row for lane in lanes for row in lane.results), key=lambda r: r.input_line)
 
 
 def _failed_to_start(ref: RowRef, error: str, cause: str) -> ManifestRow:

@@ -27,7 +27,12 @@ from airflow.triggers.base import BaseTrigger, TaskFailedEvent, TaskSuccessEvent
 from hyperframes_airflow.contract.manifest import ManifestRow
 from hyperframes_airflow.contract.rows import BatchSpec, Lane, RenderAttempt
 from hyperframes_airflow.hooks.stack import HyperframesStackHook
-from hyperframes_airflow.triggers.lane import LambdaLane, LaneOptions, unfinished_rows
+from hyperframes_airflow.triggers.lane import (
+    LambdaLane,
+    LaneOptions,
+    run_side_by_side,
+    unfinished_rows,
+)
 from hyperframes_airflow.xcom import RESULT_KEY
 
 __all__ = ["HyperframesRenderTrigger"]
@@ -53,6 +58,9 @@ class HyperframesRenderTrigger(BaseTrigger):
     :param render_timeout_s: Each row's deadline; past it the execution is stopped.
     :param poll_interval: The longest gap between status sweeps.
     :param progress_interval: How often a running render's progress is logged.
+    :param renders_at_once: Rows rendering at the same time (the task's `pool_slots`): the
+        lane runs as that many lanes side by side (`Lane.side_by_side`), each one render at a
+        time.
     """
 
     def __init__(
@@ -70,6 +78,7 @@ class HyperframesRenderTrigger(BaseTrigger):
         render_timeout_s: float | None = 3600.0,
         poll_interval: float = 10.0,
         progress_interval: float = 300.0,
+        renders_at_once: int = 1,
     ) -> None:
         super().__init__()
         self.lane = lane
@@ -84,7 +93,8 @@ class HyperframesRenderTrigger(BaseTrigger):
         self.render_timeout_s = render_timeout_s
         self.poll_interval = poll_interval
         self.progress_interval = progress_interval
-        self._runner: LambdaLane | None = None
+        self.renders_at_once = renders_at_once
+        self._runners: list[LambdaLane] | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -102,6 +112,7 @@ class HyperframesRenderTrigger(BaseTrigger):
                 "render_timeout_s": self.render_timeout_s,
                 "poll_interval": self.poll_interval,
                 "progress_interval": self.progress_interval,
+                "renders_at_once": self.renders_at_once,
             },
         )
 
@@ -114,29 +125,37 @@ class HyperframesRenderTrigger(BaseTrigger):
             config=self.botocore_config,
         )
 
-    def runner(self) -> LambdaLane:
-        if self._runner is None:
-            self._runner = LambdaLane(
-                self.hook,
-                BatchSpec.model_validate(self.spec),
-                Lane.model_validate(self.lane),
-                LaneOptions(
-                    dag_id=str(self.render_task["dag_id"]),
-                    run_id=str(self.render_task["run_id"]),
-                    try_started_at=datetime.fromisoformat(str(self.render_task["try_started_at"])),
-                    force_rerender=self.force_rerender,
-                    render_timeout_s=self.render_timeout_s,
-                    poll_interval=self.poll_interval,
-                    progress_interval=self.progress_interval,
-                ),
-                self.log,
-                on_started=self._publish_link,
+    def runners(self) -> list[LambdaLane]:
+        """The task's lanes (one, or `renders_at_once` side by side), built once. Only the
+        first keeps the console link, so it is written at most every `LINK_REFRESH_SECONDS`."""
+        if self._runners is None:
+            spec = BatchSpec.model_validate(self.spec)
+            options = LaneOptions(
+                dag_id=str(self.render_task["dag_id"]),
+                run_id=str(self.render_task["run_id"]),
+                try_started_at=datetime.fromisoformat(str(self.render_task["try_started_at"])),
+                force_rerender=self.force_rerender,
+                render_timeout_s=self.render_timeout_s,
+                poll_interval=self.poll_interval,
+                progress_interval=self.progress_interval,
             )
-        return self._runner
+            hook = self.hook
+            lanes = Lane.model_validate(self.lane).side_by_side(self.renders_at_once)
+            self._runners = [
+                LambdaLane(
+                    hook,
+                    spec,
+                    lane,
+                    options,
+                    self.log,
+                    on_started=self._publish_link if i == 0 else None,
+                )
+                for i, lane in enumerate(lanes)
+            ]
+        return self._runners
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        runner = self.runner()
-        rows = await runner.run()
+        rows = await run_side_by_side(self.runners())
         await self._publish(rows)
         failed = [r for r in rows if r.status != "succeeded"]
         for row in failed:
@@ -183,26 +202,29 @@ class HyperframesRenderTrigger(BaseTrigger):
         await asyncio.shield(work)
 
     async def _on_kill(self) -> None:
-        runner = self._runner
-        if runner is None:
+        runners = self._runners
+        if runners is None:
             return
         if await self._task_still_deferred():
             self.log.warning(
                 "on_kill fired but the task is still deferred (trigger moved); not stopping"
             )
             return
-        rows = list(runner.results)
-        if runner.current is not None:
-            if self.stop_on_kill:
-                stopped = await runner.stop_current(_KILLED_WHY)
-                if stopped is not None:
-                    rows.append(stopped)
-            else:
+        rows = [row for runner in runners for row in runner.results]
+        running = [runner for runner in runners if runner.current is not None]
+        if self.stop_on_kill:
+            stopped = await asyncio.gather(*(r.stop_current(_KILLED_WHY) for r in running))
+            rows.extend(row for row in stopped if row is not None)
+        else:
+            for runner in running:
                 self.log.info(
                     "Task killed; leaving %s running (stop_on_kill=False)",
-                    runner.current.execution_arn,
+                    runner.current.execution_arn if runner.current else None,
                 )
-        rows.extend(unfinished_rows(runner.lane, rows, f"not started: {_KILLED_WHY}"))
+        rows.extend(
+            unfinished_rows(Lane.model_validate(self.lane), rows, f"not started: {_KILLED_WHY}")
+        )
+        rows.sort(key=lambda r: r.input_line)
         try:
             await self._publish(rows)
         except Exception as exc:  # the manifest falls back to the executions themselves

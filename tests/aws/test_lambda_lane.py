@@ -517,6 +517,61 @@ def test_on_kill_leaves_a_still_deferred_task_alone(
     assert planned.status(planned.names[0]) == "RUNNING"
 
 
+@pytest.mark.timeout(90)
+def test_a_wide_trigger_renders_two_rows_at_a_time_and_reports_them_in_order(
+    moto: MotoStack, tmp_path: Path
+) -> None:
+    """`renders_at_once=2`: rows 1 and 2 render together, row 3 starts when row 1 ends; the
+    task's rows come back in batch order, each rendered once."""
+    rows = [{"outputKey": f"wide/{i}.mp4", "variables": {"hfTestSeconds": 2}} for i in range(4)]
+    planned = Planned(moto, tmp_path, rows)
+    trigger = planned.trigger(renders_at_once=2)
+    published = _Published(trigger)
+    asyncio.run(_first_event(trigger))
+    result = published.values["return_value"]
+    assert [(r["inputLine"], r["status"]) for r in result] == [
+        (i + 1, "succeeded") for i in range(4)
+    ]
+    sfn = moto.boto3_client("stepfunctions")
+    spans = []
+    for name in planned.names:
+        described = sfn.describe_execution(executionArn=planned.arn(name))
+        assert described["status"] == "SUCCEEDED"
+        spans.append((described["startDate"], described["stopDate"]))
+    # Rows 1 and 2 overlap; row 3 starts after row 1 ends, row 4 after row 2.
+    assert spans[1][0] < spans[0][1] and spans[0][0] < spans[1][1]
+    assert spans[2][0] >= spans[0][1] and spans[3][0] >= spans[1][1]
+
+
+@pytest.mark.timeout(60)
+def test_on_kill_of_a_wide_trigger_stops_every_running_render(
+    moto: MotoStack, tmp_path: Path
+) -> None:
+    planned = Planned(
+        moto,
+        tmp_path,
+        [
+            {"outputKey": "wide-kill/a.mp4", "variables": {"hfTestFate": "hang"}},
+            {"outputKey": "wide-kill/b.mp4", "variables": {"hfTestFate": "hang"}},
+            {"outputKey": "wide-kill/c.mp4"},
+            {"outputKey": "wide-kill/d.mp4"},
+        ],
+    )
+    trigger = planned.trigger(renders_at_once=2)
+    published = _Published(trigger)
+    _kill_after_start(trigger, planned, planned.names[1])
+    for name in planned.names[:2]:
+        assert eventually(lambda n=name: planned.status(n), lambda s: s != "RUNNING") == "ABORTED"
+    rows = published.values["return_value"]
+    assert [(r["inputLine"], r["status"]) for r in rows] == [
+        (1, "aborted"),
+        (2, "aborted"),
+        (3, "skipped"),
+        (4, "skipped"),
+    ]
+    assert planned.status(planned.names[2]) is None and planned.status(planned.names[3]) is None
+
+
 def test_the_trigger_serializes_to_primitives_and_back(tmp_path: Path) -> None:
     trigger = HyperframesRenderTrigger(
         lane={"rows": [{"line": 3, "offset": 0, "digest": "ab" * 8, "outputKey": "a.mp4"}]},

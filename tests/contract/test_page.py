@@ -132,6 +132,50 @@ def test_a_lane_shows_which_of_its_rows_renders_now() -> None:
     assert (rows[2].frames_done, rows[2].frames_total) == (30, 60)
 
 
+def test_a_task_rendering_rows_at_once_shows_its_unrecorded_rows_running() -> None:
+    """A wide task (2 pool slots) links one of its renders; its other rows render too or wait
+    their turn, which the page cannot tell apart: running, not queued or ended."""
+    name = execution_name(dag_id="d", run_id="r", row_line=3, digest=DIGESTS[2])
+    inputs = BatchInputs(
+        group_id="g",
+        report=_report(),
+        lanes=_lanes([1, 2, 3, 4]),
+        tasks={0: TaskView("deferred", pool_slots=2)},
+        live={0: LiveRender(execution_arn=execution_arn(SM, name), fraction=0.5)},
+    )
+    rows = _page(inputs).rows
+    assert [(r.line, r.status) for r in rows] == [(i, "running") for i in (1, 2, 3, 4)]
+    assert [r.progress for r in rows] == [None, None, 0.5, None]
+
+
+def test_a_page_lists_a_bounded_slice_of_rows_with_totals_over_all_of_them() -> None:
+    """A 100,000-row batch cannot be a 100,000-line table polled every few seconds: the page
+    lists the first `limit` rows with the status asked for; totals and cost count every row."""
+    inputs = BatchInputs(
+        group_id="g",
+        report=_report(),
+        lanes=_lanes([1], [2], [3], [4]),
+        tasks={i: TaskView("success") for i in range(3)} | {3: TaskView("failed")},
+        results={
+            0: [_row(1, cost_usd=0.01)],
+            1: [_row(2, cost_usd=0.01)],
+            2: [_row(3, cost_usd=0.01)],
+            3: [_row(4, "failed", error="X")],
+        },
+    )
+    page = build_page(
+        inputs, now=NOW, render_task_id="g.render", collect_task_id="g.collect", limit=2
+    )
+    assert [r.line for r in page.rows] == [1, 2] and page.rows_matching == 4
+    assert page.totals.by_status == {"failed": 1, "succeeded": 3}
+    assert page.cost.actual_usd == 0.03
+    failed = build_page(
+        inputs, now=NOW, render_task_id="g.render", collect_task_id="g.collect", status="failed"
+    )
+    assert [(r.line, r.status, r.map_index) for r in failed.rows] == [(4, "failed", 3)]
+    assert failed.rows_matching == 1 and failed.totals == page.totals
+
+
 def test_a_batch_waiting_for_cost_approval_says_so_and_a_rejected_one_skips_every_row() -> None:
     waiting = BatchInputs(
         group_id="g",

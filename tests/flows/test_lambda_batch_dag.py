@@ -23,7 +23,7 @@ from tests.conftest import REPO
 TEMPLATE = REPO / "examples" / "templates" / "welcome"
 
 
-def _dag(dag_id: str, batch: str, **options: Any) -> Any:
+def _dag(dag_id: str, batch: str, *, backend: str = "lambda", **options: Any) -> Any:
     from airflow.sdk import DAG
 
     from hyperframes_airflow.batch import render_batch
@@ -34,7 +34,7 @@ def _dag(dag_id: str, batch: str, **options: Any) -> Any:
             project_dir=str(TEMPLATE),
             batch=batch,
             config=RenderConfig(width=640, height=360, fps=30),
-            backend="lambda",
+            backend=backend,
             poll_interval=0.3,
             **options,
         )
@@ -312,6 +312,46 @@ def test_more_rows_than_airflow_maps_share_tasks_one_render_at_a_time(
     render = {k[1]: v for k, v in states.items() if k[0] == "render_batch.render"}
     assert render == {0: "failed", 1: "success", 2: "success"}  # the failure stays in its task
     assert _xcom(run, "render_batch.render", "return_value", 1)[0]["inputLine"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_wide_tasks_render_several_rows_at_once_each_once(hf_conn: MotoStack) -> None:
+    """`renders_per_task=2`: 5 rows in 3 tasks (2 rows each, then 1), each task holding 2 pool
+    slots; every row rendered once, the manifest in batch order."""
+    stack = hf_conn
+    rows: list[dict[str, Any] | str] = [{"outputKey": f"wide/{i}.mp4"} for i in range(5)]
+    rows[3] = {"outputKey": "wide/3.mp4", "variables": {"hfTestFate": "fail"}}
+    batch = _put_batch(stack, "batches/wide.jsonl", rows)
+    stack.reset_calls()
+    dag = _dag("hf_lambda_wide", batch, renders_per_task=2, max_concurrent=4)
+    render = dag.get_task("render_batch.render")
+    assert (render.partial_kwargs["pool_slots"], render.max_active_tis_per_dagrun) == (2, 2)
+    run = run_dag(dag)
+
+    assert str(run.state) == "failed"
+    manifest = _manifest(stack, "hf_lambda_wide")
+    assert [r["inputLine"] for r in manifest["rows"]] == [1, 2, 3, 4, 5]
+    assert [r["status"] for r in manifest["rows"]] == [
+        *["succeeded"] * 3,
+        "failed",
+        "succeeded",
+    ]
+    assert stack.calls()["states:StartExecution"] == 5
+    states = ti_states(run)
+    render_states = {k[1]: v for k, v in states.items() if k[0] == "render_batch.render"}
+    assert render_states == {0: "success", 1: "failed", 2: "success"}
+
+
+def test_renders_per_task_is_refused_where_a_task_cannot_hold_them() -> None:
+    with pytest.raises(ValueError, match="renders_per_task is for backend='lambda'"):
+        _dag("hf_wide_local", "rows.jsonl", backend="local", renders_per_task=2)
+    with pytest.raises(ValueError, match=r"rows_per_task \(2\) must be >= renders_per_task"):
+        _dag("hf_wide_rows", "rows.jsonl", renders_per_task=4, rows_per_task=2, max_concurrent=8)
+    with pytest.raises(ValueError, match=r"max_concurrent \(2\) must be >= renders_per_task"):
+        _dag("hf_wide_cap", "rows.jsonl", renders_per_task=4)
+    with pytest.raises(ValueError, match="renders_per_task must be >= 1"):
+        _dag("hf_wide_zero", "rows.jsonl", renders_per_task=0)
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """Lambda lanes on a real Airflow stack: exactly once across a triggerer crash, kill mid-lane,
-and the pool cap with lanes.
+and the pool cap with lanes; the same for wide tasks (`renders_per_task=2`: DAG
+`hf_stack_lambda_wide`, four rows per task, two rendering at once in two pool slots).
 
 A lane is one render task holding several rows (`rows_per_task=3`, DAG `hf_stack_lambda_lanes`
 in tests/stack_test_dags/hf_stack_lambda.py); its trigger starts each row the moment the one
@@ -23,6 +24,7 @@ from devstack.moto_stack import MotoStack
 pytestmark = pytest.mark.slow
 
 DAG_ID = "hf_stack_lambda_lanes"
+WIDE_DAG_ID = "hf_stack_lambda_wide"
 POOL_SLOTS = 2
 
 
@@ -44,8 +46,9 @@ def stack(moto: MotoStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         tmp_path_factory.mktemp("airflow-home-lanes"), STACK_DAGS, env=env, stop_timeout_s=8
     ) as running:
         running.create_pool(RENDER_POOL, POOL_SLOTS, include_deferred=True)
-        running.wait_for_dag(DAG_ID)
-        running.unpause(DAG_ID)
+        for dag_id in (DAG_ID, WIDE_DAG_ID):
+            running.wait_for_dag(dag_id)
+            running.unpause(dag_id)
         yield running
         sfn = moto.boto3_client("stepfunctions")
         left = _executions(moto, status="RUNNING")
@@ -60,10 +63,10 @@ def _put_batch(moto: MotoStack, key: str, rows: Sequence[dict[str, Any]]) -> str
     return f"s3://{moto.bucket}/{key}"
 
 
-def _manifest_rows(moto: MotoStack, run_id: str) -> dict[str, dict[str, Any]]:
+def _manifest_rows(moto: MotoStack, run_id: str, dag_id: str = DAG_ID) -> dict[str, dict[str, Any]]:
     from hyperframes_airflow.backends.base import manifest_name
 
-    key = f"manifests/{manifest_name(DAG_ID, run_id, 'render_batch')}"
+    key = f"manifests/{manifest_name(dag_id, run_id, 'render_batch')}"
     body = moto.boto3_client("s3").get_object(Bucket=moto.bucket, Key=key)["Body"].read()
     return {r["outputKey"]: r for r in json.loads(body)["rows"]}
 
@@ -190,3 +193,87 @@ def test_the_pool_caps_running_renders_with_lanes(stack: AirflowStack, moto: Mot
     assert peak == POOL_SLOTS
     tasks = stack.task_instances(DAG_ID, run_id, RENDER_TASK_ID)
     assert len(tasks) == 4 and all(t.try_number == 1 for t in tasks)
+
+
+@pytest.mark.timeout(240)
+def test_the_pool_caps_wide_tasks_at_one_slot_per_running_render(
+    stack: AirflowStack, moto: MotoStack
+) -> None:
+    """8 rows in 2 tasks of 4, each rendering 2 at once in 2 slots, through the 2-slot pool:
+    2 renders at once (so a task does run two), never more, every row once."""
+    rows = [{"outputKey": f"wide-cap/{i}.mp4", "variables": {"hfTestSeconds": 2}} for i in range(8)]
+    batch = _put_batch(moto, "batches/wide-cap.jsonl", rows)
+    run_id = stack.trigger(WIDE_DAG_ID, {"batch": batch})
+    peak = 0
+    deadline = time.monotonic() + 200
+    while time.monotonic() < deadline:
+        peak = max(peak, len(_running(moto, "wide-cap/")))
+        if stack.dag_run(WIDE_DAG_ID, run_id)["state"] in ("success", "failed"):
+            break
+        time.sleep(0.3)
+    assert stack.dag_run(WIDE_DAG_ID, run_id)["state"] == "success"
+    manifest = _manifest_rows(moto, run_id, WIDE_DAG_ID)
+    assert [manifest[r["outputKey"]]["status"] for r in rows] == ["succeeded"] * 8
+    assert len(_executions_for(moto, "wide-cap/")) == 8
+    assert peak == POOL_SLOTS, peak
+    tasks = stack.task_instances(WIDE_DAG_ID, run_id, RENDER_TASK_ID)
+    assert len(tasks) == 2 and all(t.try_number == 1 for t in tasks)
+
+
+@pytest.mark.timeout(180)
+def test_killing_a_wide_task_aborts_both_renders_and_records_every_row(
+    stack: AirflowStack, moto: MotoStack
+) -> None:
+    """Rows 0 and 1 render together and hang; marking the task failed stops both (ABORTED)
+    and records rows 2 and 3, which never started, as skipped."""
+    keys = [f"wide-kill/{i}.mp4" for i in range(4)]
+    fates = [{"hfTestFate": "hang"}, {"hfTestFate": "hang"}, {}, {}]
+    batch = _put_batch(
+        moto,
+        "batches/wide-kill.jsonl",
+        [{"outputKey": k, "variables": v} for k, v in zip(keys, fates, strict=True)],
+    )
+    run_id = stack.trigger(WIDE_DAG_ID, {"batch": batch})
+    _wait_for(
+        "both hanging rows to render",
+        lambda: len(_running(moto, "wide-kill/")) == 2,
+        timeout=120,
+    )
+    arns = {k: _running(moto, k)[0] for k in keys[:2]}
+    time.sleep(1)
+    stack.patch_task_instance_state(WIDE_DAG_ID, run_id, RENDER_TASK_ID, "failed", map_index=0)
+    _wait_for(
+        "both renders to stop", lambda: not _running(moto, "wide-kill/"), timeout=30, poll_s=0.1
+    )
+    assert stack.wait_for_run(WIDE_DAG_ID, run_id, timeout=120) == "failed"
+    rows = _manifest_rows(moto, run_id, WIDE_DAG_ID)
+    assert [rows[k]["status"] for k in keys] == ["aborted", "aborted", "skipped", "skipped"]
+    assert {k: rows[k]["executionArn"] for k in keys[:2]} == arns
+    assert _executions_for(moto, keys[2]) == [] and _executions_for(moto, keys[3]) == []
+
+
+@pytest.mark.timeout(240)
+def test_a_wide_task_survives_its_triggerer_crashing(stack: AirflowStack, moto: MotoStack) -> None:
+    """The triggerer dies while a wide task renders its second pair; the new triggerer finds
+    the four rows' executions by name: each rendered exactly once, the run succeeds."""
+    keys = [f"wide-restart/{i}.mp4" for i in range(4)]
+    batch = _put_batch(
+        moto,
+        "batches/wide-restart.jsonl",
+        [{"outputKey": k, "variables": {"hfTestSeconds": 5}} for k in keys],
+    )
+    run_id = stack.trigger(WIDE_DAG_ID, {"batch": batch})
+    _wait_for(
+        "the second pair to render",
+        lambda: _running(moto, keys[2]) or _running(moto, keys[3]),
+        timeout=120,
+    )
+    stack.crash("triggerer")
+    time.sleep(2)
+    stack.restart("triggerer")
+    assert stack.wait_for_run(WIDE_DAG_ID, run_id, timeout=180) == "success"
+    rows = _manifest_rows(moto, run_id, WIDE_DAG_ID)
+    assert [rows[k]["status"] for k in keys] == ["succeeded"] * 4, rows
+    for key in keys:
+        executions = _executions_for(moto, key)
+        assert len(executions) == 1, (key, [e["name"] for e in executions])

@@ -10,6 +10,8 @@ fate on that state machine (`hfTestFate` succeed|fail|hang, `hfTestSeconds` N).
   `hyperframes_renders` pool (the test creates it with include_deferred); the per-run cap is set
   far above it, so only the pool can hold renders back.
 - `hf_stack_lambda_lanes`: the plain factory with `rows_per_task=3` (lanes).
+- `hf_stack_lambda_wide`: `rows_per_task=4, renders_per_task=2`: each task renders two rows at
+  once in two pool slots.
 - `hf_stack_lambda_crash`: the same, with one retry after 2 s, and a render trigger that dies
   right after its StartExecution on try 1 for lanes whose first output key contains `crash`
   (`hf_stack_support.py`): the window a real crash can hit, where the execution exists but
@@ -109,3 +111,16 @@ with DAG(
     doc_md=__doc__,
 ):
     _batch_group(rows_per_task=3)
+
+# Wide tasks: four rows per render task, two rendering at once in two pool slots.
+with DAG(
+    dag_id="hf_stack_lambda_wide",
+    schedule=None,
+    catchup=False,
+    max_active_runs=4,
+    render_template_as_native_obj=True,
+    tags=["hyperframes", "test"],
+    params=PARAMS,
+    doc_md=__doc__,
+):
+    _batch_group(rows_per_task=4, renders_per_task=2)

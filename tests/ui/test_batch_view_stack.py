@@ -184,6 +184,13 @@ def test_the_batch_tab_shows_rows_live_downloads_outputs_and_reruns_the_failed_o
         assert any(0 < p < 1 for p in running), running
         assert len({round(p, 2) for p in overall}) >= 3 and max(overall) == 1.0, overall
         assert "IsADirectoryError" in frame.locator('tr[data-line="2"]').inner_text()
+        # The status chips ask the server for that status's rows only, and back to all.
+        frame.locator('button.chip[data-status="failed"]').click()
+        frame.locator('tr[data-line="1"]').wait_for(state="detached")
+        assert sorted(_rows(frame)) == [2]
+        frame.locator('button.chip[data-status="all"]').click()
+        frame.locator('tr[data-line="3"]').wait_for()
+        assert sorted(_rows(frame)) == [1, 2, 3]
 
         # Thumbnails load (real JPEGs decoded by the browser) for the rows that rendered.
         for line in (1, 3):

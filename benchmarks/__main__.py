@@ -47,7 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     b4.add_argument("--rows", type=int, default=1000)
     b4.add_argument("--threads", type=int, default=16)
     b4.add_argument("--parallelism", type=int, default=8)
-    b4.add_argument("--databases", nargs="+", default=["postgres"])
+    b4.add_argument(
+        "--stacks",
+        nargs="+",
+        default=["postgres", "postgres:forkserver"],
+        help="DATABASE[:START_METHOD] per stack",
+    )
     b4.add_argument("--keep", action="store_true")
     b5 = sub.add_parser("b5", help="B5: local per row and lanes vs render --batch")
     b5.add_argument("--rows", type=int, default=10)
@@ -132,7 +137,7 @@ def _benchmark(args: argparse.Namespace) -> tuple[Callable[[], Any], Any, str]:
 
         return (
             lambda: dispatch.run(
-                args.rows, args.threads, args.parallelism, tuple(args.databases), keep=args.keep
+                args.rows, args.threads, args.parallelism, tuple(args.stacks), keep=args.keep
             ),
             dispatch.to_markdown,
             dispatch.SECTION_ID,

@@ -228,21 +228,32 @@ class Snapshot:
     commit: str
     dirty: bool
 
+    @property
+    def dags(self) -> Path:
+        """The benchmark DAGs folder as committed (its files find the example template
+        next to them, two levels up, as in the checkout)."""
+        return self.pythonpath / "benchmarks" / "dags"
+
     def env(self) -> dict[str, str]:
-        """PYTHONPATH for every stack process: the snapshot first, then the benchmark DAGs
-        folder (its support modules, e.g. the floor's trigger, are imported by module path)."""
-        return {"PYTHONPATH": os.pathsep.join((str(self.pythonpath), str(BENCH_DAGS)))}
+        """PYTHONPATH for every stack process: the snapshot first, then its DAGs folder (its
+        support modules, e.g. the floor's trigger, are imported by module path)."""
+        return {"PYTHONPATH": os.pathsep.join((str(self.pythonpath), str(self.dags)))}
 
     @property
     def label(self) -> str:
-        note = " (uncommitted changes in `hyperframes_airflow/` not measured)" if self.dirty else ""
+        note = " (uncommitted changes not measured)" if self.dirty else ""
         return f"`hyperframes_airflow` at commit {self.commit}{note}"
 
 
+#: What a snapshot holds: the package, the benchmark DAGs and the template they render.
+SNAPSHOT_PATHS = ("hyperframes_airflow", "benchmarks/dags", "examples/templates/welcome")
+
+
 def package_snapshot(work: Path) -> Snapshot:
-    """`hyperframes_airflow/` as committed at HEAD, extracted under `work/pkg` with bytecode
-    compiled (the stack sets PYTHONDONTWRITEBYTECODE, so an uncompiled copy would be compiled
-    from source in every task process)."""
+    """`hyperframes_airflow/`, the benchmark DAGs and their template as committed at HEAD,
+    extracted under `work/pkg` with bytecode compiled (the stack sets PYTHONDONTWRITEBYTECODE,
+    so an uncompiled copy would be compiled from source in every task process). Edits made
+    while a benchmark runs reach neither its stack's code nor its DAG files."""
 
     def git(*args: str) -> bytes:
         return subprocess.run(
@@ -250,13 +261,44 @@ def package_snapshot(work: Path) -> Snapshot:
         ).stdout
 
     commit = git("rev-parse", "--short=10", "HEAD").decode().strip()
-    dirty = bool(git("status", "--porcelain", "--", "hyperframes_airflow").strip())
+    dirty = bool(git("status", "--porcelain", "--", *SNAPSHOT_PATHS).strip())
     target = work / "pkg"
     target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(git("archive", "HEAD", "hyperframes_airflow"))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(git("archive", "HEAD", *SNAPSHOT_PATHS))) as tar:
         tar.extractall(target, filter="data")
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(target)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(target / "hyperframes_airflow")],
+        check=True,
+    )
     return Snapshot(target, commit, dirty)
+
+
+#: What a forkserver preloads: Airflow's task runner and SDK, and what the benchmark DAG files
+#: import (our factory and, through it, the Amazon provider's base operator and links).
+FORKSERVER_PRELOAD = (
+    "airflow.sdk,airflow.sdk.execution_time.task_runner,airflow.sdk.execution_time.supervisor,"
+    "hyperframes_airflow.batch,airflow.providers.amazon.aws.operators.step_function"
+)
+START_METHODS = ("fork", "forkserver")
+
+
+def start_method_env(start_method: str) -> dict[str, str]:
+    """The stack's environment for `[core] mp_start_method` (`forkserver` preloads
+    `FORKSERVER_PRELOAD`); `fork`, Linux's default, needs nothing."""
+    if start_method not in START_METHODS:
+        raise ValueError(f"start method must be one of {START_METHODS}; got {start_method!r}")
+    if start_method == "fork":
+        return {}
+    return {
+        "AIRFLOW__CORE__MP_START_METHOD": start_method,
+        "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": FORKSERVER_PRELOAD,
+    }
+
+
+def stack_label(database: str, start_method: str) -> str:
+    """How a table names a stack: `PostgreSQL`, `SQLite, forkserver + preload`."""
+    db = "PostgreSQL" if database == "postgres" else "SQLite"
+    return f"{db}, forkserver + preload" if start_method == "forkserver" else db
 
 
 @contextlib.contextmanager

@@ -9,10 +9,15 @@ Every execution hangs (`hfTestFate: "hang"`), so nothing ends while the rest are
 - Airflow's floor: `hf_bench_floor` with N trivial tasks that defer at once (their trigger
   sleeps for an hour), pool of N slots: trigger -> N task instances deferred (pool stats);
 - ours: `hf_bench_ours` (`render_batch`, one task per row), pool of N slots: trigger -> the
-  N-th StartExecution counted by moto (each render task defers at once; its trigger starts it).
+  N-th StartExecution counted by moto (each render task defers at once; its trigger starts it);
+- ours, wide: `hf_bench_wide` (`render_batch(renders_per_task=10)`): N/10 tasks, each holding
+  10 pool slots and starting its 10 rows at once: fewer task launches than renders.
 
-Each variant gets its own fresh moto server; the two Airflow variants run one after the other
-on one stack per database (each after a 2-row warm-up run). Polled twice a second.
+Each variant gets its own fresh moto server; the Airflow variants run one after the other on
+one stack per `DATABASE[:START_METHOD[:VARIANT,...]]` (each after a 2-row warm-up run, the next
+only once the last one's killed tasks are done). `forkserver` preloads our DAG files' imports
+(`[core] mp_forkserver_preload`), so a task process does not import the Amazon provider, boto3
+and our package again. Polled twice a second.
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ from typing import Any
 
 from benchmarks import _node_cli
 from benchmarks._support import (
-    BENCH_DAGS,
     WELCOME,
     MotoWatch,
     Table,
@@ -48,6 +52,8 @@ from benchmarks._support import (
     put_batch,
     retrying,
     sfn_calls,
+    stack_label,
+    start_method_env,
     task_logs,
     welcome_rows,
 )
@@ -56,18 +62,40 @@ from devstack.moto_stack import TEST_CREDENTIALS, MotoStack
 
 SECTION_ID = "B4"
 MARKS = (0.25, 0.5, 0.75, 1.0)
+#: The Airflow variants: (DAG, render task, pool, name in the table).
+AIRFLOW_VARIANTS = {
+    "floor": (
+        "hf_bench_floor",
+        "render",
+        "bench_floor",
+        "Airflow's floor: trivial tasks that defer at once",
+    ),
+    "ours": (
+        "hf_bench_ours",
+        "render_batch.render",
+        "bench_ours",
+        "ours: `render_batch`, one render task per row",
+    ),
+    "wide": (
+        "hf_bench_wide",
+        "render_batch.render",
+        "bench_wide",
+        "ours: `render_batch(renders_per_task=10)`, 10 renders per task",
+    ),
+}
 
 
 @dataclass
 class DispatchResult:
     name: str
-    database: str | None
+    stack: str | None
     started: int
     wall_s: float | None
     marks_s: dict[str, float] = field(default_factory=dict)
     sfn_calls: dict[str, int] = field(default_factory=dict)
     parse_ms_median: float | None = None
-    exec_api_per_task: float | None = None
+    exec_api_per_render: float | None = None
+    tasks: int | None = None
     note: str = ""
 
 
@@ -86,7 +114,7 @@ def run(
     rows: int = 1000,
     threads: int = 16,
     parallelism: int = 8,
-    databases: tuple[str, ...] = ("postgres",),
+    stacks: tuple[str, ...] = ("postgres",),
     timeout: float = 1200.0,
     keep: bool = False,
 ) -> B4Result:
@@ -104,15 +132,22 @@ def run(
             else:
                 variants.append(_node(node, work / f"node-{concurrency}", rows, concurrency))
             print(f"[b4] {variants[-1]}", flush=True)
-        for db in databases:
+        for i, text in enumerate(stacks):
+            db, _, rest = text.partition(":")
+            start_method, _, names = rest.partition(":")
+            label = stack_label(db, start_method or "fork")
             with MotoStack(count_calls=True) as moto:
-                env = {**moto.airflow_conn_env(), **snapshot.env()}
+                env = {
+                    **moto.airflow_conn_env(),
+                    **snapshot.env(),
+                    **start_method_env(start_method or "fork"),
+                }
                 with bench_stack(
-                    db, work / f"home-{db}", BENCH_DAGS, env, parallelism=parallelism
+                    db, work / f"home-{i}", snapshot.dags, env, parallelism=parallelism
                 ) as (st, _pg):
-                    print(f"[b4] {db} stack up: {st.startup_seconds}", flush=True)
-                    for name in ("floor", "ours"):
-                        res = _airflow(st, moto, name, db, rows, timeout)
+                    print(f"[b4] {label} stack up: {st.startup_seconds}", flush=True)
+                    for name in names.split(",") if names else ("floor", "ours", "wide"):
+                        res = _airflow(st, moto, name, label, rows, timeout)
                         print(f"[b4] {res}", flush=True)
                         variants.append(res)
         return B4Result(
@@ -244,11 +279,7 @@ def _node(node: _node_cli.NodeCli, work: Path, rows: int, concurrency: int) -> D
 def _airflow(
     st: AirflowStack, moto: MotoStack, name: str, db: str, rows: int, timeout: float
 ) -> DispatchResult:
-    dag_id, task_id, pool = (
-        ("hf_bench_floor", "render", "bench_floor")
-        if name == "floor"
-        else ("hf_bench_ours", "render_batch.render", "bench_ours")
-    )
+    dag_id, task_id, pool, title = AIRFLOW_VARIANTS[name]
     st.create_pool(pool, rows + 10, include_deferred=True)
     st.wait_for_dag(dag_id)
     st.unpause(dag_id)
@@ -298,21 +329,19 @@ def _airflow(
     time.sleep(2.0)
     api = execution_api_calls(api_log, offset)
     parse = parse_ms(task_logs(st, dag_id, run_id, task_id))
+    tasks = sum(1 for ti in retrying(lambda: st.task_instances(dag_id, run_id, task_id)))
     st.patch_dag_run_state(dag_id, run_id, "failed")  # end the hanging run before the next one
-    time.sleep(5.0)
+    _wait_until_settled(st, dag_id, run_id)
     return DispatchResult(
-        name=(
-            "Airflow's floor: trivial tasks that defer at once"
-            if name == "floor"
-            else "ours: `render_batch`, one render task per row"
-        ),
-        database=db,
+        name=title,
+        stack=db,
         started=count,
         wall_s=round(elapsed, 1) if count >= rows else None,
         marks_s=marks,
         sfn_calls=sfn_calls(calls),
         parse_ms_median=round(median(parse), 1),
-        exec_api_per_task=round(sum(api.values()) / max(count, 1), 2),
+        exec_api_per_render=round(sum(api.values()) / max(count, 1), 2),
+        tasks=tasks,
         note=(
             "trigger -> N task instances deferred (pool stats)"
             if name == "floor"
@@ -322,43 +351,61 @@ def _airflow(
     )
 
 
+def _wait_until_settled(st: AirflowStack, dag_id: str, run_id: str, limit_s: float = 600) -> None:
+    """Until the failed run's tasks are done (each killed lane stops its hanging renders), so
+    the next variant does not share the machine with those stops."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        time.sleep(5.0)
+        live = [
+            ti
+            for ti in retrying(lambda: st.task_instances(dag_id, run_id))
+            if ti.state in ("running", "deferred", "queued", "scheduled", "restarting")
+        ]
+        if not live:
+            return
+    print(f"[b4] {dag_id}: tasks still live {limit_s:g} s after the run failed", flush=True)
+
+
 def to_markdown(result: B4Result, *, command: str, load_note: str) -> str:
     base = next((v for v in result.variants if v.name.startswith("bare boto3")), None)
-    floors = {v.database: v for v in result.variants if v.name.startswith("Airflow's floor")}
+    floors = {v.stack: v for v in result.variants if v.name.startswith("Airflow's floor")}
     table = Table(
         [
             "approach",
-            "database",
+            "stack",
             "running",
             "wall until all running (s)",
             "x bare boto3",
             "x Airflow's floor",
             "25% / 50% / 75% / 100% (s)",
             "render tasks' median `dag_file_parse_ms`",
-            "Execution API calls per task (all tasks)",
+            "render task instances",
+            "Execution API calls per render (all tasks)",
             "SFN calls per row",
             "notes",
         ]
     )
     for v in result.variants:
-        floor = floors.get(v.database)
+        floor = floors.get(v.stack)
         x_base = fmt(v.wall_s / base.wall_s, 1) if v.wall_s and base and base.wall_s else "n/a"
         x_floor = (
             fmt(v.wall_s / floor.wall_s, 2)
-            if v.wall_s and floor and floor.wall_s and v.database
+            if v.wall_s and floor and floor.wall_s and v.stack
             else "n/a"
         )
         per_row = ", ".join(f"{k} {c / max(v.started, 1):.2f}" for k, c in v.sfn_calls.items())
         table.add(
             v.name,
-            v.database or "-",
+            v.stack or "-",
             f"{v.started:,}",
             fmt(v.wall_s) if v.wall_s else "not reached",
             x_base,
             x_floor,
             " / ".join(f"{s:g}" for s in v.marks_s.values()) or "n/a",
             fmt(v.parse_ms_median, 0),
-            fmt(v.exec_api_per_task, 1),
+            f"{v.tasks:,}" if v.tasks is not None else "-",
+            fmt(v.exec_api_per_render, 1),
             per_row or "none",
             v.note,
         )
@@ -376,7 +423,7 @@ def to_markdown(result: B4Result, *, command: str, load_note: str) -> str:
             table.render(),
             "",
             "- Execution API calls: the api-server's access log lines under `/execution/` while "
-            "the variant ran, over the task instances running (prepare/deploy included for ours).",
+            "the variant ran, over the renders running (prepare/deploy included for ours).",
             f"- {load_note}",
             "",
         ]

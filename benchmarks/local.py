@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._support import (
-    BENCH_DAGS,
     Table,
     bench_stack,
     fmt,
@@ -106,7 +105,15 @@ def run(
         variants: list[Variant] = []
         for database in databases:
             variants += _stack_variants(
-                work / database, database, env, project, batch, rows, concurrency, per_render
+                work / database,
+                database,
+                snapshot.dags,
+                env,
+                project,
+                batch,
+                rows,
+                concurrency,
+                per_render,
             )
         return B5Result(
             rows,
@@ -128,6 +135,7 @@ def run(
 def _stack_variants(
     work: Path,
     database: str,
+    dags: Path,
     env: dict[str, str],
     project: Path,
     batch: Path,
@@ -137,7 +145,7 @@ def _stack_variants(
 ) -> list[Variant]:
     """The floor, per row and lanes on one fresh stack on `database`."""
     variants: list[Variant] = []
-    with bench_stack(database, work / "home", BENCH_DAGS, env) as (st, _pg):
+    with bench_stack(database, work / "home", dags, env) as (st, _pg):
         st.create_pool(POOL, concurrency, include_deferred=True)
         for dag_id in ("hf_bench_floor", "hf_bench_local", "hf_bench_local_lanes"):
             st.wait_for_dag(dag_id)

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._support import (
-    BENCH_DAGS,
     LoadSampler,
     MotoWatch,
+    Snapshot,
     Table,
     bench_stack,
     bytecode_check,
@@ -54,6 +54,8 @@ from benchmarks._support import (
     route,
     save_results,
     sfn_calls,
+    stack_label,
+    start_method_env,
     task_logs,
     welcome_rows,
 )
@@ -62,12 +64,6 @@ from devstack.moto_stack import MotoStack
 
 SECTION_ID = "B1"
 VARIANTS = ("floor", "naive", "ours", "lanes")
-#: What the forkserver preloads: Airflow's task runner and SDK, and what the benchmark DAG files
-#: import (our factory and, through it, the Amazon provider's base operator and links).
-FORKSERVER_PRELOAD = (
-    "airflow.sdk,airflow.sdk.execution_time.task_runner,airflow.sdk.execution_time.supervisor,"
-    "hyperframes_airflow.batch,airflow.providers.amazon.aws.operators.step_function"
-)
 
 
 @dataclass(frozen=True)
@@ -109,10 +105,7 @@ class StackSpec:
 
     @property
     def label(self) -> str:
-        db = "PostgreSQL" if self.database == "postgres" else "SQLite"
-        if self.start_method == "forkserver":
-            return f"{db}, forkserver + preload"
-        return db
+        return stack_label(self.database, self.start_method)
 
 
 @dataclass
@@ -183,7 +176,7 @@ def run(
                     stack = _run_stack(
                         work / f"stack-{n}",
                         spec,
-                        snapshot.env(),
+                        snapshot,
                         rows,
                         slots,
                         seconds,
@@ -234,7 +227,7 @@ def load_stacks(path: Path) -> list[StackResult]:
 def _run_stack(
     work: Path,
     spec: StackSpec,
-    snapshot_env: dict[str, str],
+    snapshot: Snapshot,
     rows: int,
     slots: int,
     seconds: int,
@@ -252,18 +245,16 @@ def _run_stack(
         }
         env = {
             **moto.airflow_conn_env(),
-            **snapshot_env,
+            **snapshot.env(),
             "HF_BENCH_NAIVE_STATE_MACHINE_ARN": naive_sm,
             "HF_BENCH_WAITER_DELAY": "5",
             "HF_BENCH_WAITER_MAX_ATTEMPTS": str(int(timeout / 5) + 10),
             "HF_BENCH_ROWS_PER_TASK": "10",
         }
-        if spec.start_method != "fork":
-            env["AIRFLOW__CORE__MP_START_METHOD"] = spec.start_method
-            env["AIRFLOW__CORE__MP_FORKSERVER_PRELOAD"] = FORKSERVER_PRELOAD
+        env.update(start_method_env(spec.start_method))
         print(f"[b1] {spec.label}: starting the stack", flush=True)
         with bench_stack(
-            spec.database, work / "home", BENCH_DAGS, env, parallelism=parallelism
+            spec.database, work / "home", snapshot.dags, env, parallelism=parallelism
         ) as (st, _pg):
             print(f"[b1] stack up: {st.startup_seconds}", flush=True)
             for name in spec.variants:

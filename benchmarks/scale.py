@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._support import (
-    BENCH_DAGS,
     Table,
     bench_stack,
     fmt,
@@ -104,7 +103,7 @@ def run(
             }
             if max_map_length is not None:  # a smaller batch shaped like a big one
                 env["AIRFLOW__CORE__MAX_MAP_LENGTH"] = str(max_map_length)
-            with bench_stack("postgres", work / "home", BENCH_DAGS, env) as (st, pg):
+            with bench_stack("postgres", work / "home", snapshot.dags, env) as (st, pg):
                 assert pg is not None
                 _measure(st, pg, moto, result, rows, window, dispatch_wait)
         return result

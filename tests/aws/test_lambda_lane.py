@@ -560,8 +560,11 @@ def test_on_kill_of_a_wide_trigger_stops_every_running_render(
     trigger = planned.trigger(renders_at_once=2)
     published = _Published(trigger)
     _kill_after_start(trigger, planned, planned.names[1])
-    for name in planned.names[:2]:
-        assert eventually(lambda n=name: planned.status(n), lambda s: s != "RUNNING") == "ABORTED"
+    closed = eventually(
+        lambda: [planned.status(name) for name in planned.names[:2]],
+        lambda statuses: "RUNNING" not in statuses,
+    )
+    assert closed == ["ABORTED", "ABORTED"]
     rows = published.values["return_value"]
     assert [(r["inputLine"], r["status"]) for r in rows] == [
         (1, "aborted"),

@@ -109,6 +109,20 @@ def _running(moto: MotoStack, prefix: str) -> list[str]:
     return [e["executionArn"] for e in _executions_for(moto, prefix) if e["status"] == "RUNNING"]
 
 
+def _peak_running_until_done(
+    stack: AirflowStack, moto: MotoStack, dag_id: str, run_id: str, prefix: str
+) -> int:
+    """The most executions under `prefix` seen running at once until the run ends."""
+    peak = 0
+    deadline = time.monotonic() + 200
+    while time.monotonic() < deadline:
+        peak = max(peak, len(_running(moto, prefix)))
+        if stack.dag_run(dag_id, run_id)["state"] in ("success", "failed"):
+            break
+        time.sleep(0.3)
+    return peak
+
+
 @pytest.mark.timeout(240)
 def test_a_lane_survives_its_triggerer_crashing_mid_lane(
     stack: AirflowStack, moto: MotoStack
@@ -173,51 +187,34 @@ def test_killing_a_lane_aborts_its_render_and_records_every_row(
 
 
 @pytest.mark.timeout(240)
-def test_the_pool_caps_running_renders_with_lanes(stack: AirflowStack, moto: MotoStack) -> None:
-    """4 lanes of 3 rows (12 rows) through a 2-slot pool: never more than 2 renders running,
-    and 2 reached; every row rendered once."""
-    rows = [{"outputKey": f"cap/{i}.mp4", "variables": {"hfTestSeconds": 2}} for i in range(12)]
-    run_id = stack.trigger(DAG_ID, {"batch": _put_batch(moto, "batches/cap.jsonl", rows)})
-    peak = 0
-    deadline = time.monotonic() + 200
-    while time.monotonic() < deadline:
-        peak = max(peak, len(_running(moto, "cap/")))
-        if stack.dag_run(DAG_ID, run_id)["state"] in ("success", "failed"):
-            break
-        time.sleep(0.3)
-    assert stack.dag_run(DAG_ID, run_id)["state"] == "success"
-    statuses = [r["status"] for r in _manifest_rows(moto, run_id).values()]
-    assert statuses == ["succeeded"] * 12
-    assert len(_executions_for(moto, "cap/")) == 12
-    assert 1 <= peak <= POOL_SLOTS, peak
-    assert peak == POOL_SLOTS
-    tasks = stack.task_instances(DAG_ID, run_id, RENDER_TASK_ID)
-    assert len(tasks) == 4 and all(t.try_number == 1 for t in tasks)
-
-
-@pytest.mark.timeout(240)
-def test_the_pool_caps_wide_tasks_at_one_slot_per_running_render(
-    stack: AirflowStack, moto: MotoStack
+@pytest.mark.parametrize(
+    ("dag_id", "rows", "tasks"),
+    [
+        pytest.param(DAG_ID, 12, 4, id="lanes of 3, one slot each"),
+        pytest.param(WIDE_DAG_ID, 8, 2, id="wide tasks of 4, two slots each"),
+    ],
+)
+def test_the_pool_caps_running_renders_with_lanes(
+    stack: AirflowStack, moto: MotoStack, dag_id: str, rows: int, tasks: int
 ) -> None:
-    """8 rows in 2 tasks of 4, each rendering 2 at once in 2 slots, through the 2-slot pool:
-    2 renders at once (so a task does run two), never more, every row once."""
-    rows = [{"outputKey": f"wide-cap/{i}.mp4", "variables": {"hfTestSeconds": 2}} for i in range(8)]
-    batch = _put_batch(moto, "batches/wide-cap.jsonl", rows)
-    run_id = stack.trigger(WIDE_DAG_ID, {"batch": batch})
-    peak = 0
-    deadline = time.monotonic() + 200
-    while time.monotonic() < deadline:
-        peak = max(peak, len(_running(moto, "wide-cap/")))
-        if stack.dag_run(WIDE_DAG_ID, run_id)["state"] in ("success", "failed"):
-            break
-        time.sleep(0.3)
-    assert stack.dag_run(WIDE_DAG_ID, run_id)["state"] == "success"
-    manifest = _manifest_rows(moto, run_id, WIDE_DAG_ID)
-    assert [manifest[r["outputKey"]]["status"] for r in rows] == ["succeeded"] * 8
-    assert len(_executions_for(moto, "wide-cap/")) == 8
+    """Lanes (4 tasks of 3 rows) and wide tasks (2 tasks of 4 rows rendering 2 at once in 2
+    slots) through the 2-slot pool: never more than 2 renders running, and 2 reached (so a
+    wide task does run two at once); every row rendered once."""
+    prefix = f"cap-{dag_id}/"
+    batch = [
+        {"outputKey": f"{prefix}{i}.mp4", "variables": {"hfTestSeconds": 2}} for i in range(rows)
+    ]
+    run_id = stack.trigger(
+        dag_id, {"batch": _put_batch(moto, f"batches/cap-{dag_id}.jsonl", batch)}
+    )
+    peak = _peak_running_until_done(stack, moto, dag_id, run_id, prefix)
+    assert stack.dag_run(dag_id, run_id)["state"] == "success"
+    statuses = [r["status"] for r in _manifest_rows(moto, run_id, dag_id).values()]
+    assert statuses == ["succeeded"] * rows
+    assert len(_executions_for(moto, prefix)) == rows
     assert peak == POOL_SLOTS, peak
-    tasks = stack.task_instances(WIDE_DAG_ID, run_id, RENDER_TASK_ID)
-    assert len(tasks) == 2 and all(t.try_number == 1 for t in tasks)
+    found = stack.task_instances(dag_id, run_id, RENDER_TASK_ID)
+    assert len(found) == tasks and all(t.try_number == 1 for t in found)
 
 
 @pytest.mark.timeout(180)

@@ -69,58 +69,36 @@ def _batch_group(**options: Any) -> None:
     )
 
 
-with DAG(
-    dag_id="hf_stack_lambda",
-    schedule=None,
-    catchup=False,
-    max_active_runs=4,
-    render_template_as_native_obj=True,  # an unset max_cost_usd renders None, not "None"
-    tags=["hyperframes", "test"],
-    params=PARAMS,
-    doc_md=__doc__,
-):
+def _dag(dag_id: str) -> DAG:
+    """The stack-test DAGs' shared settings (each holds one render_batch group)."""
+    return DAG(
+        dag_id=dag_id,
+        schedule=None,
+        catchup=False,
+        max_active_runs=4,
+        render_template_as_native_obj=True,  # an unset max_cost_usd renders None, not "None"
+        tags=["hyperframes", "test"],
+        params=PARAMS,
+        doc_md=__doc__,
+    )
+
+
+with _dag("hf_stack_lambda"):
     _batch_group()
 
 # render_batch has no operator-class argument (a test-only need): swap the class it uses for
 # the length of this one DAG definition.
 with (
     mock.patch.dict(batch_factory.RENDER_OPERATORS, {"lambda": CrashAfterStartRenderOperator}),
-    DAG(
-        dag_id="hf_stack_lambda_crash",
-        schedule=None,
-        catchup=False,
-        max_active_runs=4,
-        render_template_as_native_obj=True,
-        tags=["hyperframes", "test"],
-        params=PARAMS,
-        doc_md=__doc__,
-    ),
+    _dag("hf_stack_lambda_crash"),
 ):
     _batch_group(render_retries=1, render_retry_delay=timedelta(seconds=2))
 
 # Lanes: three consecutive rows per render task, each started by the trigger the moment the
 # previous one ends (tests/stack/test_lanes_stack.py).
-with DAG(
-    dag_id="hf_stack_lambda_lanes",
-    schedule=None,
-    catchup=False,
-    max_active_runs=4,
-    render_template_as_native_obj=True,
-    tags=["hyperframes", "test"],
-    params=PARAMS,
-    doc_md=__doc__,
-):
+with _dag("hf_stack_lambda_lanes"):
     _batch_group(rows_per_task=3)
 
 # Wide tasks: four rows per render task, two rendering at once in two pool slots.
-with DAG(
-    dag_id="hf_stack_lambda_wide",
-    schedule=None,
-    catchup=False,
-    max_active_runs=4,
-    render_template_as_native_obj=True,
-    tags=["hyperframes", "test"],
-    params=PARAMS,
-    doc_md=__doc__,
-):
+with _dag("hf_stack_lambda_wide"):
     _batch_group(rows_per_task=4, renders_per_task=2)

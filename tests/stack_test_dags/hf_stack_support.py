@@ -20,7 +20,7 @@ class CrashAfterStartTrigger(HyperframesRenderTrigger):
     async def run(self) -> AsyncIterator[Any]:
         crash = "crash" in self.lane["rows"][0]["outputKey"]
         if crash and int(self.render_task.get("try_number") or 1) == 1:
-            runner = self.runner()
+            [runner] = self.runners()
             lane = asyncio.ensure_future(runner.run())
             while not lane.done() and not await _started(runner):
                 await asyncio.sleep(0.05)

@@ -261,12 +261,9 @@ class _Entry:
     line: int
     status: str
     map_index: int | None
-    build: Callable[[int | None], PageRow]
+    page_row: Callable[[], PageRow]
     progress: float | None = None
     cost_usd: float | None = None
-
-    def page_row(self) -> PageRow:
-        return self.build(self.map_index)
 
 
 def _result_entry(row: ManifestRow, map_index: int | None) -> _Entry:
@@ -274,24 +271,21 @@ def _result_entry(row: ManifestRow, map_index: int | None) -> _Entry:
         line=row.input_line,
         status=row.status,
         map_index=map_index,
-        build=lambda index: _from_result(row, index),
+        page_row=lambda: _from_result(row, map_index),
         progress=1.0 if row.status == "succeeded" else None,
         cost_usd=row.cost_usd,
     )
 
 
-def _always(row: PageRow) -> Callable[[int | None], PageRow]:
-    def build(_index: int | None) -> PageRow:
-        return row
-
-    return build
+def _always(row: PageRow) -> Callable[[], PageRow]:
+    return lambda: row
 
 
 def _plain_entry(ref: RowRef, status: str, map_index: int | None) -> _Entry:
-    def build(index: int | None) -> PageRow:
-        return PageRow(line=ref.line, output_key=ref.output_key, status=status, map_index=index)
+    def page_row() -> PageRow:
+        return PageRow(line=ref.line, output_key=ref.output_key, status=status, map_index=map_index)
 
-    return _Entry(line=ref.line, status=status, map_index=map_index, build=build)
+    return _Entry(line=ref.line, status=status, map_index=map_index, page_row=page_row)
 
 
 def _live_rows(
@@ -348,7 +342,7 @@ def _live_rows(
                 line=ref.line,
                 status="running",
                 map_index=index,
-                build=_always(row),
+                page_row=_always(row),
                 progress=fraction,
                 cost_usd=row.cost_usd,
             )
